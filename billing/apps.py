@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    """Credit packs, Stripe Checkout, webhooks and the review queue."""
+
+    name = "billing"
+    verbose_name = "Billing"

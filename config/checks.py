@@ -1,0 +1,102 @@
+"""Production refuses to start with a development convenience or an unsafe role model.
+
+These run as Django system checks (``manage.py check``, ``runserver``, ``migrate``) and again in
+``config.wsgi`` before gunicorn serves a request, since gunicorn does not run system checks.
+"""
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+DEV_SWITCHES = (
+    "BILLING_STANDIN_ENABLED",
+    "LOCAL_PROVIDER_ENABLED",
+    "INGEST_ALLOW_PRIVATE_HOSTS",
+    "SIGNUP_BONUS_CREDITS",
+)
+DEV_SECRET_MARKERS = ("dev-", "whsec_dev", "django-insecure")
+
+
+@checks.register(checks.Tags.security)
+def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse development switches, development secrets and a missing owner URL."""
+    if not settings.PRODUCTION:
+        return []
+    errors = []
+    for name in DEV_SWITCHES:
+        if getattr(settings, name):
+            errors.append(
+                checks.Error(
+                    f"{name} is a development switch and must be off in production.",
+                    id="config.E001",
+                )
+            )
+    for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PROVIDER_WEBHOOK_SECRET"):
+        value = getattr(settings, name, "") or ""
+        if any(marker in value for marker in DEV_SECRET_MARKERS):
+            errors.append(
+                checks.Error(
+                    f"{name} is a development secret; generate a real one.", id="config.E002"
+                )
+            )
+    if "owner" not in settings.DATABASES:
+        errors.append(
+            checks.Error(
+                "DATABASE_OWNER_URL is not set: production needs the owner/runtime role split.",
+                hint="See docs/deploying.md, 'Database roles'.",
+                id="config.E003",
+            )
+        )
+    return errors
+
+
+@checks.register(checks.Tags.database, deploy=True)
+def check_runtime_role(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse a runtime role that owns objects, is a superuser or bypasses RLS, or a demo user."""
+    if not settings.PRODUCTION:
+        return []
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from config.dbroles import role_report
+
+    try:
+        connection.ensure_connection()
+        report = role_report(connection.connection)
+        demo_present = get_user_model().objects.filter(email=settings.DEMO_USER_EMAIL).exists()
+    except Exception as error:
+        return [
+            checks.Error(f"Cannot inspect the runtime database role: {error}", id="config.E010")
+        ]
+    errors = []
+    if report["superuser"] or report["bypassrls"]:
+        errors.append(
+            checks.Error(
+                f"The runtime role {report['user']} is a superuser or bypasses RLS.",
+                id="config.E011",
+            )
+        )
+    if report["owned_objects"]:
+        errors.append(
+            checks.Error(
+                f"The runtime role {report['user']} owns {report['owned_objects']} objects; "
+                "it must own nothing (run migrations as the owner role).",
+                id="config.E012",
+            )
+        )
+    if demo_present:
+        errors.append(
+            checks.Error(
+                f"The demo user {settings.DEMO_USER_EMAIL} exists in production.", id="config.E013"
+            )
+        )
+    return errors
+
+
+def refuse_unsafe_production() -> None:
+    """Raise before serving when a production check fails (called from the WSGI module)."""
+    if not settings.PRODUCTION:
+        return
+    problems = check_production_settings() + check_runtime_role()
+    if problems:
+        raise ImproperlyConfigured("; ".join(message.msg for message in problems))

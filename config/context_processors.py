@@ -1,0 +1,10 @@
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def site(request: HttpRequest) -> dict:
+    """Expose the switches templates need to explain themselves (test mode banners)."""
+    return {
+        "billing_standin_enabled": settings.BILLING_STANDIN_ENABLED,
+        "local_provider_enabled": settings.LOCAL_PROVIDER_ENABLED,
+    }

@@ -1,0 +1,3 @@
+"""Signed, CSRF-exempt endpoints for Stripe and media providers, grouped under /webhooks/."""
+
+urlpatterns: list = []
