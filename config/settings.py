@@ -311,3 +311,12 @@ if SENTRY_DSN:
         send_default_pii=False,
         traces_sample_rate=env_int("SENTRY_TRACES_PERCENT", 0, minimum=0) / 100,
     )
+
+# Billing (Stripe): billing/ and docs/stripe.md.
+# BILLING-SETTINGS
+
+# Generation and providers: generation/ and docs/make-it-yours.md.
+# GENERATION-SETTINGS
+
+# Media storage and ingest: media_store/.
+# MEDIA-SETTINGS
