@@ -50,7 +50,7 @@ def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMe
     return errors
 
 
-@checks.register(checks.Tags.database, deploy=True)
+@checks.register(checks.Tags.database)
 def check_runtime_role(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
     """Refuse a runtime role that owns objects, is a superuser or bypasses RLS, or a demo user."""
     if not settings.PRODUCTION:
