@@ -1,30 +1,121 @@
 """Public face of media storage; other apps import only this module."""
 
-from django.conf import settings
+from __future__ import annotations
 
-__all__ = ["check_storage"]
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from media_store import services
+from media_store.backends import get_backend
+from media_store.exceptions import (
+    AssetNotFound,
+    IngestRefused,
+    IngestTemporaryError,
+    MediaError,
+)
+from media_store.models import Asset
+
+__all__ = [
+    "AssetInfo",
+    "AssetNotFound",
+    "IngestRefused",
+    "IngestTemporaryError",
+    "MediaError",
+    "assets_for_generation",
+    "check_storage",
+    "delete",
+    "ingest",
+    "signed_url",
+]
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """What other apps may know about a stored asset; ``url`` is the owner-only app URL."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    generation_id: uuid.UUID
+    index: int
+    content_type: str
+    size: int
+    sha256: str
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    url: str
+    thumbnail_url: str | None
+
+    @classmethod
+    def from_asset(cls, asset: Asset) -> AssetInfo:
+        return cls(
+            id=asset.id,
+            owner_id=asset.owner_id,
+            generation_id=asset.generation_id,
+            index=asset.index,
+            content_type=asset.content_type,
+            size=asset.size,
+            sha256=asset.sha256,
+            width=asset.width,
+            height=asset.height,
+            duration_ms=asset.duration_ms,
+            url=reverse("media_store:asset", kwargs={"asset_id": asset.id}),
+            thumbnail_url=reverse("media_store:thumbnail", kwargs={"asset_id": asset.id})
+            if asset.thumbnail_key
+            else None,
+        )
+
+
+def ingest(
+    *,
+    owner_id: uuid.UUID,
+    generation_id: uuid.UUID,
+    source_url: str,
+    allowed_hosts: Sequence[str],
+    index: int = 0,
+) -> AssetInfo:
+    """Copy a provider's output into private storage, once per (generation, index).
+
+    Repeats return the existing asset without downloading. Raises ``IngestRefused`` (never
+    retry: size, type, host, private address, output gone) or ``IngestTemporaryError``
+    (retry later: timeouts, 5xx, connection errors). Call it outside ``transaction.atomic()``:
+    it downloads and uploads before it writes its row.
+    """
+    asset = services.ingest_asset(
+        owner_id=owner_id,
+        generation_id=generation_id,
+        source_url=source_url,
+        allowed_hosts=allowed_hosts,
+        index=index,
+    )
+    return AssetInfo.from_asset(asset)
+
+
+def assets_for_generation(generation_id: uuid.UUID) -> list[AssetInfo]:
+    """Return a generation's assets in output order."""
+    assets = Asset.objects.filter(generation_id=generation_id).order_by("index")
+    return [AssetInfo.from_asset(asset) for asset in assets]
+
+
+def signed_url(asset_id: uuid.UUID, *, seconds: int | None = None, thumbnail: bool = False) -> str:
+    """Return a fresh URL to the stored object living ``seconds`` (default and cap: 5 minutes).
+
+    Raises ``AssetNotFound`` for an unknown asset or a missing thumbnail. Never store the result.
+    """
+    asset = Asset.objects.filter(id=asset_id).first()
+    if asset is None:
+        raise AssetNotFound(f"no asset {asset_id}")
+    return services.signed_url(asset, seconds=seconds, thumbnail=thumbnail)
+
+
+def delete(asset_id: uuid.UUID) -> None:
+    """Remove an asset and its stored objects; deleting a missing asset does nothing."""
+    services.delete_asset(asset_id)
 
 
 def check_storage() -> None:
     """Raise when the configured storage cannot be reached (used by /healthz)."""
-    if settings.MEDIA_BACKEND == "filesystem":
-        settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
-        return
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=settings.AWS_S3_ENDPOINT_URL or None,
-        aws_access_key_id=settings.AWS_ACCESS_KEY_ID or None,
-        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY or None,
-        region_name=settings.AWS_S3_REGION_NAME,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            connect_timeout=2,
-            read_timeout=3,
-            retries={"max_attempts": 1},
-        ),
-    )
-    client.head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+    get_backend().check()

@@ -1,0 +1,129 @@
+"""Writes: turn a provider's output URL into a private asset, and remove assets."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from media_store import fetch, sniff
+from media_store.backends import get_backend
+from media_store.exceptions import AssetNotFound, IngestRefused
+from media_store.models import Asset
+
+logger = logging.getLogger(__name__)
+MAX_SIGNED_URL_SECONDS = 300
+
+
+def ingest_asset(
+    *,
+    owner_id: uuid.UUID,
+    generation_id: uuid.UUID,
+    source_url: str,
+    allowed_hosts: Sequence[str],
+    index: int = 0,
+) -> Asset:
+    """Store one generation output once; any later call for the same output returns it."""
+    if not 0 <= index <= 32767:
+        raise ValueError(f"index must be between 0 and 32767, not {index}")
+    existing = _existing(generation_id, index, owner_id)
+    if existing is not None:
+        return existing
+
+    download = fetch.download(source_url, allowed_hosts)
+    try:
+        content_type = sniff.sniff(download.head)
+        if content_type is None:
+            raise IngestRefused("unsupported_type", "not PNG, JPEG, WebP, GIF, MP4 or WebM")
+        info = sniff.inspect(
+            download.body, content_type, max_pixels=settings.INGEST_MAX_IMAGE_PIXELS
+        )
+        asset_id = uuid.uuid4()
+        base = f"{owner_id}/{generation_id}/{index}-{asset_id}"
+        key = f"{base}.{sniff.EXTENSIONS[content_type]}"
+        thumb = None
+        if content_type in sniff.IMAGE_TYPES:
+            thumb = sniff.thumbnail(download.body, pixels=settings.MEDIA_THUMBNAIL_PIXELS)
+        backend = get_backend()
+        download.body.seek(0)
+        backend.put(key, download.body, content_type=content_type, size=download.size)
+        thumbnail_key = ""
+        if thumb is not None:
+            thumbnail_key = f"{base}-thumb.webp"
+            backend.put(
+                thumbnail_key, io.BytesIO(thumb), content_type="image/webp", size=len(thumb)
+            )
+    finally:
+        download.body.close()
+
+    asset = Asset(
+        id=asset_id,
+        owner_id=owner_id,
+        generation_id=generation_id,
+        index=index,
+        key=key,
+        thumbnail_key=thumbnail_key,
+        content_type=content_type,
+        size=download.size,
+        sha256=download.sha256,
+        width=info.width,
+        height=info.height,
+        duration_ms=info.duration_ms,
+        source_host=download.final_host,
+    )
+    try:
+        # The unique (generation_id, index) constraint decides concurrent ingests; the
+        # savepoint keeps a caller's surrounding transaction usable when this one loses.
+        with transaction.atomic():
+            asset.save(force_insert=True)
+    except IntegrityError:
+        _delete_objects(key, thumbnail_key)
+        winner = _existing(generation_id, index, owner_id)
+        if winner is None:
+            raise
+        return winner
+    return asset
+
+
+def _existing(generation_id: uuid.UUID, index: int, owner_id: uuid.UUID) -> Asset | None:
+    asset = Asset.objects.filter(generation_id=generation_id, index=index).first()
+    if asset is not None and asset.owner_id != uuid.UUID(str(owner_id)):
+        raise IngestRefused("conflict", f"generation {generation_id} belongs to another owner")
+    return asset
+
+
+def _delete_objects(*keys: str) -> None:
+    backend = get_backend()
+    for key in keys:
+        if key:
+            backend.delete(key)
+
+
+def signed_url(asset: Asset, *, seconds: int | None = None, thumbnail: bool = False) -> str:
+    """Return a URL to the object that stops working after ``seconds`` (at most five minutes)."""
+    limit = min(settings.MEDIA_SIGNED_URL_SECONDS, MAX_SIGNED_URL_SECONDS)
+    if seconds is None:
+        seconds = limit
+    if not 1 <= seconds <= MAX_SIGNED_URL_SECONDS:
+        raise ValueError(f"seconds must be between 1 and {MAX_SIGNED_URL_SECONDS}, not {seconds}")
+    if thumbnail:
+        if not asset.thumbnail_key:
+            raise AssetNotFound(f"asset {asset.id} has no thumbnail")
+        return get_backend().signed_url(
+            asset.thumbnail_key, seconds=seconds, content_type="image/webp"
+        )
+    return get_backend().signed_url(asset.key, seconds=seconds, content_type=asset.content_type)
+
+
+def delete_asset(asset_id: uuid.UUID) -> None:
+    """Delete the stored objects first, then the row, so a failure can be retried."""
+    asset = Asset.objects.filter(id=asset_id).first()
+    if asset is None:
+        return
+    _delete_objects(asset.key, asset.thumbnail_key)
+    Asset.objects.filter(id=asset.id).delete()
+    logger.info("media asset deleted", extra={"asset_id": str(asset.id)})
