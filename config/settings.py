@@ -319,4 +319,11 @@ if SENTRY_DSN:
 # GENERATION-SETTINGS
 
 # Media storage and ingest: media_store/.
-# MEDIA-SETTINGS
+# Ingest limits: a download larger, slower or more redirected than this is refused.
+INGEST_MAX_BYTES = env_int("INGEST_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+INGEST_MAX_REDIRECTS = env_int("INGEST_MAX_REDIRECTS", 5, minimum=0)
+INGEST_CONNECT_TIMEOUT_SECONDS = env_int("INGEST_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
+INGEST_READ_TIMEOUT_SECONDS = env_int("INGEST_READ_TIMEOUT_SECONDS", 30, minimum=1)
+INGEST_TOTAL_TIMEOUT_SECONDS = env_int("INGEST_TOTAL_TIMEOUT_SECONDS", 120, minimum=1)
+INGEST_MAX_IMAGE_PIXELS = env_int("INGEST_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
+MEDIA_THUMBNAIL_PIXELS = env_int("MEDIA_THUMBNAIL_PIXELS", 512, minimum=16)
