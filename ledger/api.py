@@ -1,0 +1,426 @@
+"""The ledger's public face: typed calls onto the SQL functions (DESIGN section 3).
+
+Each operation is one function call in autocommit on Django's ``default`` connection (the
+runtime role). PostgreSQL decides every outcome; this module only validates arguments early,
+retries transient conflicts with the same arguments, and turns rows into dataclasses.
+Reads of ledger rows go through the reader roles inside a transaction (``SET LOCAL ROLE``),
+never session-level settings, so a pooled connection cannot leak them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import DatabaseError, connections, transaction
+
+from ledger.exceptions import LedgerError, LedgerInputError
+from ledger.models import EntryKind, HoldStatus, LateStatus
+
+__all__ = [
+    "ADJUST_STATUSES",
+    "CAPTURE_STATUSES",
+    "CLAWBACK_STATUSES",
+    "ENTRY_KINDS",
+    "EXTEND_STATUSES",
+    "GRANT_STATUSES",
+    "HOLD_STATUSES",
+    "LATE_STATUSES",
+    "RELEASE_STATUSES",
+    "AdjustResult",
+    "Balance",
+    "CaptureResult",
+    "ClawbackResult",
+    "ExtendResult",
+    "GrantResult",
+    "HoldResult",
+    "LedgerError",
+    "LedgerInputError",
+    "ReleaseResult",
+    "Violation",
+    "adjust",
+    "audit",
+    "balance",
+    "capture",
+    "check",
+    "clawback",
+    "expire_due",
+    "extend",
+    "grant",
+    "hold",
+    "hold_status",
+    "release",
+]
+
+logger = logging.getLogger("ledger")
+
+GRANT_STATUSES = ("granted", "duplicate", "conflict")
+HOLD_STATUSES = ("held", "insufficient", "duplicate", "conflict")
+CAPTURE_STATUSES = ("captured", "duplicate", "late_charged", "unpaid", "not_found", "conflict")
+RELEASE_STATUSES = ("released", "duplicate", "already_captured", "not_found")
+EXTEND_STATUSES = ("extended", "not_pending", "not_found")
+ADJUST_STATUSES = ("adjusted", "insufficient", "duplicate", "conflict")
+CLAWBACK_STATUSES = ("clawed_back", "partial", "duplicate", "conflict")
+HOLD_LIFECYCLE = tuple(HoldStatus.values)
+LATE_STATUSES = tuple(LateStatus.values)
+ENTRY_KINDS = tuple(EntryKind.values)
+
+MAX_AMOUNT = 1_000_000_000_000
+MAX_KEY_LENGTH = 200
+MAX_TTL = timedelta(days=30)
+MAX_ATTEMPTS = 6
+# serialization_failure, deadlock_detected, lock_not_available (lock_timeout)
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+INVALID_INPUT_SQLSTATES = frozenset({"22023", "22P02", "22003"})
+_ROLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    status: str
+    entry_id: int | None
+    available: int
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    status: str
+    hold_id: UUID | None
+    available: int
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    status: str
+    captured: int
+    available: int
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    status: str
+    released: int
+    available: int
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    status: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AdjustResult:
+    status: str
+    entry_id: int | None
+    available: int
+
+
+@dataclass(frozen=True)
+class ClawbackResult:
+    status: str
+    taken: int
+    shortfall: int
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    held: int
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    detail: str
+
+
+def grant(account_id: UUID, amount: int, *, key: str, source: str, memo: str = "") -> GrantResult:
+    """Add credits to an account, at most once per key (granted | duplicate | conflict).
+
+    ``duplicate`` carries the first grant's entry id; ``conflict`` means the key was used for
+    another account or amount and nothing was written.
+    """
+    _require_uuid(account_id)
+    _require_amount(amount)
+    _require_text("key", key)
+    _require_text("source", source)
+    row = _call(
+        "SELECT * FROM ledger_grant(%s, %s, %s, %s, %s)",
+        [account_id, amount, key, source, memo or ""],
+    )
+    result = GrantResult(row[0], row[1], row[2] or 0)
+    if result.status == "granted":
+        _queue_low_balance_notice(account_id)
+    return result
+
+
+def hold(account_id: UUID, reference: str, amount: int, *, ttl: timedelta) -> HoldResult:
+    """Reserve credits for the job ``reference`` (held | insufficient | duplicate | conflict).
+
+    ``insufficient`` writes nothing; ``duplicate`` returns the existing hold's id whatever its
+    status now, and never deducts twice.
+    """
+    _require_uuid(account_id)
+    _require_text("reference", reference)
+    _require_amount(amount)
+    _require_ttl(ttl)
+    row = _call("SELECT * FROM ledger_hold(%s, %s, %s, %s)", [account_id, reference, amount, ttl])
+    result = HoldResult(row[0], row[1], row[2] or 0)
+    if result.status == "held" and result.available < low_balance_threshold():
+        _queue_low_balance_notice(account_id)
+    return result
+
+
+def capture(reference: str, amount: int | None = None) -> CaptureResult:
+    """Charge a hold fully or partly.
+
+    Statuses: captured | duplicate | late_charged | unpaid | not_found | conflict.
+
+    After a release or expiry the charge is a one-time ``late_charged`` debit, or ``unpaid``
+    when the balance cannot cover it (a later capture tries again).
+    """
+    _require_text("reference", reference)
+    if amount is not None:
+        _require_amount(amount)
+    row = _call("SELECT * FROM ledger_capture(%s, %s)", [reference, amount])
+    return CaptureResult(row[0], row[1] or 0, row[2] or 0)
+
+
+def release(reference: str) -> ReleaseResult:
+    """Return a pending hold's credits (released | duplicate | already_captured | not_found)."""
+    _require_text("reference", reference)
+    row = _call("SELECT * FROM ledger_release(%s)", [reference])
+    return ReleaseResult(row[0], row[1] or 0, row[2] or 0)
+
+
+def extend(reference: str, *, ttl: timedelta) -> ExtendResult:
+    """Keep a pending hold alive for at least ``ttl`` more (extended | not_pending | not_found)."""
+    _require_text("reference", reference)
+    _require_ttl(ttl)
+    row = _call("SELECT * FROM ledger_extend(%s, %s)", [reference, ttl])
+    return ExtendResult(row[0], row[1])
+
+
+def expire_due(max_rows: int = 1000) -> int:
+    """Expire up to ``max_rows`` overdue pending holds; return how many were expired."""
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= 10_000:
+        raise LedgerInputError(f"max_rows must be an int in 1..10000, got {max_rows!r}")
+    return _call("SELECT ledger_expire_due(%s)", [max_rows])[0]
+
+
+def adjust(account_id: UUID, delta: int, *, key: str, actor: str, reason: str) -> AdjustResult:
+    """Correct a balance by ``delta`` as ``actor`` with a reason.
+
+    Statuses: adjusted | insufficient | duplicate | conflict; keyed globally like grants.
+    """
+    _require_uuid(account_id)
+    if (
+        isinstance(delta, bool)
+        or not isinstance(delta, int)
+        or delta == 0
+        or abs(delta) > MAX_AMOUNT
+    ):
+        raise LedgerInputError(
+            f"delta must be a non-zero int of size <= {MAX_AMOUNT}, got {delta!r}"
+        )
+    _require_text("key", key)
+    _require_text("actor", actor)
+    _require_text("reason", reason, limit=1000)
+    row = _call(
+        "SELECT * FROM ledger_adjust(%s, %s, %s, %s, %s)", [account_id, delta, key, actor, reason]
+    )
+    result = AdjustResult(row[0], row[1], row[2] or 0)
+    if result.status == "adjusted" and delta > 0:
+        _queue_low_balance_notice(account_id)
+    return result
+
+
+def clawback(
+    account_id: UUID, amount: int, *, key: str, source: str, memo: str = ""
+) -> ClawbackResult:
+    """Take back up to ``amount`` credits, never below zero.
+
+    Statuses: clawed_back | partial (``shortfall`` was not there to take) | duplicate | conflict.
+    """
+    _require_uuid(account_id)
+    _require_amount(amount)
+    _require_text("key", key)
+    _require_text("source", source)
+    row = _call(
+        "SELECT * FROM ledger_clawback(%s, %s, %s, %s, %s)",
+        [account_id, amount, key, source, memo or ""],
+    )
+    return ClawbackResult(row[0], row[1] or 0, row[2] or 0)
+
+
+def balance(account_id: UUID) -> Balance:
+    """Return the account's available and held credits (0/0 for an account never granted)."""
+    _require_uuid(account_id)
+    with reading_as_user(account_id) as cursor:
+        cursor.execute(
+            "SELECT available, held FROM ledger_account WHERE account_id = %s", [account_id]
+        )
+        row = cursor.fetchone()
+    return Balance(*row) if row else Balance(0, 0)
+
+
+def hold_status(reference: str) -> str | None:
+    """Return the hold's status, or its late outcome once it has one (None when unknown)."""
+    _require_text("reference", reference)
+    with reading_as_staff() as cursor:
+        cursor.execute("SELECT status, late FROM ledger_hold WHERE reference = %s", [reference])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[1] or row[0]
+
+
+def check() -> list[Violation]:
+    """Run ``ledger_check()``: cheap invariants, no rows when healthy."""
+    return [Violation(*row) for row in _call("SELECT * FROM ledger_check()", [], fetch="all")]
+
+
+def audit() -> list[Violation]:
+    """Run ``ledger_audit()``: the full fold of the journal, no rows when healthy."""
+    return [Violation(*row) for row in _call("SELECT * FROM ledger_audit()", [], fetch="all")]
+
+
+def low_balance_threshold() -> int:
+    """Return the available balance below which a user gets one low-balance notice per descent."""
+    return int(getattr(settings, "LEDGER_LOW_BALANCE_THRESHOLD", 100))
+
+
+def role_name(kind: str) -> str:
+    """Return ``<prefix>_<kind>`` for this database, refusing a prefix that is not a plain name."""
+    prefix = settings.DATABASE_ROLE_PREFIX
+    if not _ROLE_PREFIX.match(prefix):
+        raise LedgerError(f"DATABASE_ROLE_PREFIX {prefix!r} is not a plain lower-case identifier")
+    return f"{prefix}_{kind}"
+
+
+@contextmanager
+def reading_as_user(account_id: UUID) -> Iterator[Any]:
+    """Yield a cursor that sees only ``account_id``'s ledger rows (user reader role + RLS)."""
+    with _reading_as(role_name("user_reader"), str(account_id)) as cursor:
+        yield cursor
+
+
+@contextmanager
+def reading_as_staff() -> Iterator[Any]:
+    """Yield a cursor that sees every ledger row (staff reader role), read-only."""
+    with _reading_as(role_name("staff_reader"), "") as cursor:
+        yield cursor
+
+
+@contextmanager
+def _reading_as(role: str, account: str) -> Iterator[Any]:
+    # SET LOCAL lasts until the end of the transaction; inside an outer atomic block the
+    # savepoint is rolled back at the end so the role never outlives this block.
+    connection = connections["default"]
+    nested = connection.in_atomic_block
+    with transaction.atomic(using="default"), connection.cursor() as cursor:
+        cursor.execute(f'SET LOCAL ROLE "{role}"')
+        cursor.execute("SELECT set_config('app.account_id', %s, true)", [account])
+        yield cursor
+        if nested:
+            transaction.set_rollback(True, using="default")
+
+
+def _call(sql: str, params: list, *, fetch: str = "one") -> Any:
+    """Run one ledger function call in autocommit; retry transient conflicts, same arguments."""
+    connection = connections["default"]
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        in_transaction = connection.in_atomic_block
+        if in_transaction:
+            _refuse_if_holding_locks(connection)
+        try:
+            if in_transaction:
+                # No retry inside a caller's transaction: its snapshot and locks are not ours.
+                with transaction.atomic(using="default"), connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone() if fetch == "one" else cursor.fetchall()
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone() if fetch == "one" else cursor.fetchall()
+        except DatabaseError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate in INVALID_INPUT_SQLSTATES:
+                raise LedgerInputError(str(exc.__cause__ or exc).splitlines()[0]) from exc
+            retryable = sqlstate in RETRY_SQLSTATES or _connection_lost(connection, exc)
+            if in_transaction or not retryable:
+                raise
+            if attempt == MAX_ATTEMPTS:
+                raise LedgerError(f"ledger call failed after {attempt} attempts: {exc}") from exc
+            if sqlstate not in RETRY_SQLSTATES:
+                # The server dropped the connection (restart, terminated backend): reconnect and
+                # repeat; the call is idempotent, so a commit we never heard of answers duplicate.
+                connection.close()
+            logger.warning("ledger call retried", extra={"sqlstate": sqlstate, "attempt": attempt})
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _connection_lost(connection: Any, exc: DatabaseError) -> bool:
+    raw = connection.connection
+    return (
+        raw is None
+        or bool(getattr(raw, "closed", False))
+        or getattr(exc.__cause__, "sqlstate", None)
+        in {
+            "57P01",
+            "57P02",
+            "57P03",
+            "08006",
+            "08003",
+        }
+    )
+
+
+def _refuse_if_holding_locks(connection: Any) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+        (holding,) = cursor.fetchone()
+    if holding:
+        raise LedgerError(
+            "ledger calls must not run inside a transaction that already wrote or locked rows: "
+            "a balance row lock would be held until that transaction commits. Call it outside "
+            "transaction.atomic() (or before the first write)."
+        )
+
+
+def _require_uuid(value: object) -> None:
+    if not isinstance(value, UUID):
+        raise LedgerInputError(f"account_id must be a UUID, got {value!r}")
+
+
+def _require_amount(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
+        raise LedgerInputError(f"amount must be an int in 1..{MAX_AMOUNT}, got {value!r}")
+
+
+def _require_text(name: str, value: object, *, limit: int = MAX_KEY_LENGTH) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise LedgerInputError(f"{name} must be 1..{limit} characters and not blank, got {value!r}")
+
+
+def _require_ttl(value: object) -> None:
+    if not isinstance(value, timedelta) or not timedelta(seconds=1) <= value <= MAX_TTL:
+        raise LedgerInputError(f"ttl must be a timedelta of 1 second..30 days, got {value!r}")
+
+
+def _queue_low_balance_notice(account_id: UUID) -> None:
+    # After commit (autocommit: immediately), and never able to fail or slow the caller much:
+    # a broker outage is logged, the notice is skipped, the credits are unaffected.
+    from ledger.tasks import queue_low_balance_notice
+
+    transaction.on_commit(lambda: queue_low_balance_notice(account_id), using="default")

@@ -1,0 +1,88 @@
+"""Reads of ledger rows for pages, the admin and operators, always through a reader role.
+
+A user's reads run as ``<prefix>_user_reader`` with ``app.account_id`` set for one transaction,
+so row-level security returns only that user's rows whatever the query asks for. Staff reads run
+as ``<prefix>_staff_reader``.
+"""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from ledger.api import Violation, balance, check, reading_as_staff, reading_as_user
+from ledger.models import Entry, Hold
+
+# ``balance`` is re-exported so pages import every ledger read from this module.
+__all__ = [
+    "JournalPage",
+    "Totals",
+    "balance",
+    "health",
+    "holds_for_account",
+    "journal_page",
+    "totals",
+]
+
+
+@dataclass(frozen=True)
+class JournalPage:
+    entries: list[Entry]
+    next_before: int | None  # pass as ``before`` for the next (older) page; None on the last
+
+
+@dataclass(frozen=True)
+class Totals:
+    accounts: int
+    available: int
+    held: int
+    granted: int
+    adjusted: int
+    clawed_back: int
+    captured: int
+    late_charged: int
+    pending_holds: int
+    overdue_holds: int
+    unpaid_holds: int
+
+
+def journal_page(account_id: UUID, *, before: int | None = None, limit: int = 50) -> JournalPage:
+    """Return one page of the account's journal, newest first, keyset-paginated by version."""
+    limit = max(1, min(limit, 200))
+    with reading_as_user(account_id):
+        # RLS limits the rows to this account; the filter lets the planner use the index.
+        rows = Entry.objects.filter(account_id=account_id).order_by("-account_version")
+        if before is not None:
+            rows = rows.filter(account_version__lt=before)
+        entries = list(rows[: limit + 1])
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return JournalPage(entries, entries[-1].account_version if more and entries else None)
+
+
+def holds_for_account(account_id: UUID, *, limit: int = 50) -> list[Hold]:
+    """Return the account's most recent holds, newest first."""
+    with reading_as_user(account_id):
+        return list(Hold.objects.filter(account_id=account_id).order_by("-created_at")[:limit])
+
+
+def totals() -> Totals:
+    """Return ledger-wide sums for the admin health panel (reads accounts and pending holds)."""
+    with reading_as_staff() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), coalesce(sum(available), 0), coalesce(sum(held), 0),
+                   coalesce(sum(granted), 0), coalesce(sum(adjusted), 0),
+                   coalesce(sum(clawed_back), 0), coalesce(sum(captured), 0),
+                   coalesce(sum(late_charged), 0),
+                   (SELECT count(*) FROM ledger_hold WHERE status = 'pending'),
+                   (SELECT count(*) FROM ledger_hold
+                     WHERE status = 'pending' AND expires_at < now() - interval '5 minutes'),
+                   (SELECT count(*) FROM ledger_hold WHERE late = 'unpaid')
+            FROM ledger_account
+            """
+        )
+        return Totals(*cursor.fetchone())
+
+
+def health() -> tuple[list[Violation], Totals]:
+    """Return ledger_check() violations and the totals, for the health panel."""
+    return check(), totals()

@@ -1,0 +1,84 @@
+"""Celery entry points for the ledger: the sweeper, the checks and low-balance notices."""
+
+import logging
+import time
+from uuid import UUID
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import connections
+
+from config.ops import ops_alert
+from ledger import api
+
+logger = logging.getLogger("ledger")
+
+SWEEP_BATCH = 1000
+SWEEP_BUDGET_SECONDS = 20
+
+
+@shared_task
+def expire_due_holds() -> int:
+    """Expire overdue holds in batches until none are due or the time budget is spent.
+
+    The budget stays below the 30 s beat interval, so sweeps never pile up; SKIP LOCKED lets two
+    overlapping sweeps share the work anyway.
+    """
+    deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
+    total = 0
+    while time.monotonic() < deadline:
+        expired = api.expire_due(SWEEP_BATCH)
+        total += expired
+        if expired < SWEEP_BATCH:
+            break
+    return total
+
+
+@shared_task
+def check_ledger() -> int:
+    """Run ledger_check() and alert operators once per violation; return the count."""
+    return _alert_each("ledger check", api.check())
+
+
+@shared_task
+def audit_ledger() -> int:
+    """Run the full ledger_audit() fold and alert operators once per violation; return the count."""
+    return _alert_each("ledger audit", api.audit())
+
+
+@shared_task
+def notice_low_balance(account_id: str) -> str:
+    """Send the user one low-balance notice per descent below the threshold.
+
+    ledger_alert_claim() decides atomically, so ten holds crossing the threshold at once (ten of
+    these tasks) send one mail; a top-up re-arms it. Returns the claim status.
+    """
+    threshold = api.low_balance_threshold()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT * FROM ledger_alert_claim(%s, %s)", [UUID(account_id), threshold])
+        status, available = cursor.fetchone()
+    if status == "fire":
+        user = get_user_model().objects.filter(pk=account_id, is_active=True).first()
+        if user is not None:
+            send_mail(
+                "Your credit balance is low",
+                f"You have {available} credits left. Top up to keep generating.",
+                None,
+                [user.email],
+            )
+    return status
+
+
+def queue_low_balance_notice(account_id: UUID) -> None:
+    """Enqueue ``notice_low_balance`` without ever failing the ledger call that triggered it."""
+    try:
+        notice_low_balance.apply_async((str(account_id),), retry=False)
+    except Exception:
+        logger.exception("low-balance notice not queued", extra={"account_id": str(account_id)})
+
+
+def _alert_each(subject: str, violations: list[api.Violation]) -> int:
+    for violation in violations:
+        ops_alert(f"{subject}: {violation.invariant}", violation.detail)
+    return len(violations)
