@@ -124,12 +124,17 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
         self._record([])
 
-    def start(self, names: list[str], env: dict[str, str]) -> dict[str, str]:
-        """Start the named servers side by side and return ``env`` with their variables."""
+    def start(self, names: list[str], env: dict[str, str], signals: list[int]) -> dict[str, str]:
+        """Start the named servers side by side and return ``env`` with their variables.
+
+        Raise Interrupted as soon as ``signals`` (filled by the signal handler) is not empty.
+        """
         pending = [self._launch(name) for name in SPAWN_ORDER if name in names]
         retried: set[str] = set()
         deadline = time.monotonic() + READY_TIMEOUT
         while pending:
+            if signals:
+                raise Interrupted(signals[0])
             for service in list(pending):
                 try:
                     if service.poll_ready(deadline):
@@ -288,14 +293,18 @@ def run(state: Path, test: bool, command: list[str]) -> int:
     stack.reap_orphans()
     guardian = Guardian(run_id, stack, remove_state=test)
     child: subprocess.Popen | None = None
+    pending: list[int] = []  # signals that arrived before CMD was running
     stopping = False
     keep_state = False
 
+    # The handler never raises: an exception raised inside Popen's fork hooks would be swallowed
+    # together with the signal. Startup polls ``pending`` instead.
     def on_signal(signum: int, _frame: object) -> None:
         if stopping:
             return
         if child is None:
-            raise Interrupted(signum)
+            pending.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
 
@@ -303,7 +312,7 @@ def run(state: Path, test: bool, command: list[str]) -> int:
         signal.signal(sig, on_signal)
     began = time.monotonic()
     try:
-        env = stack.start(needed, env)
+        env = stack.start(needed, env, pending)
         started = ", ".join(service.summary for service in stack.services) or "nothing"
         from_env = ", ".join(given) or "nothing"
         say(
@@ -314,6 +323,8 @@ def run(state: Path, test: bool, command: list[str]) -> int:
         child = subprocess.Popen(  # noqa: S603 - running the caller's command is the point
             command, env=env, process_group=0, preexec_fn=die_with_parent()
         )
+        for signum in pending:  # arrived while CMD was being started
+            os.killpg(child.pid, signum)
         with terminal_handed_to(child.pid):
             code = child.wait()
         return 128 - code if code < 0 else code
