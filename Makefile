@@ -1,0 +1,54 @@
+# A newcomer's two commands are `make dev` and `make test`; both need only Python 3.11+.
+# Servers the environment does not provide (DATABASE_URL / DATABASE_ADMIN_URL, REDIS_URL,
+# AWS_S3_ENDPOINT_URL) are started by config.devstack and stopped when the command ends.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+SYNCED := $(VENV)/.synced
+UV_VERSION := 0.13.8
+TOOLS := .dev/tools
+PYTEST_ARGS ?=
+
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help dev test lint compose-check
+
+help:
+	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
+	@echo "make test           run the test suite (PYTEST_ARGS='tests/ledger -x' to narrow it)"
+	@echo "make lint           ruff check and ruff format --check"
+	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
+
+# Rebuilt only when uv.lock changes. uv comes from PATH, else from a small tools venv, else from
+# `pip install --user` (for a Python without the venv module).
+$(SYNCED): uv.lock
+	@uv=$$(command -v uv || true); \
+	if [ -z "$$uv" ] && [ -x $(TOOLS)/bin/uv ]; then uv=$(TOOLS)/bin/uv; fi; \
+	if [ -z "$$uv" ]; then \
+		echo "Installing uv $(UV_VERSION)"; \
+		if python3 -m venv $(TOOLS) 2>/dev/null; then \
+			$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION) && uv=$(TOOLS)/bin/uv; \
+		else \
+			python3 -m pip install -q --user uv==$(UV_VERSION) \
+			&& uv=$$(python3 -m site --user-base)/bin/uv; \
+		fi; \
+	fi; \
+	[ -n "$$uv" ] || { echo "Could not install uv; see https://docs.astral.sh/uv/"; exit 1; }; \
+	"$$uv" sync --frozen
+	@touch $@
+
+dev: $(SYNCED)
+	$(PY) -m config.devstack -- $(PY) -m config.devrun
+
+test: $(SYNCED)
+	$(PY) -m config.devstack --test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(SYNCED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+compose-check: $(SYNCED)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
