@@ -14,7 +14,7 @@ from media_store.fetch import address_is_public, host_allowed
         "192.168.1.1",
         "169.254.169.254",
         "100.64.0.1",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 - an address under test, not a bind
         "224.0.0.1",
         "::1",
         "fe80::1",
