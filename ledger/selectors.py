@@ -6,6 +6,7 @@ as ``<prefix>_staff_reader``.
 """
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from uuid import UUID
 
 from ledger.api import Violation, balance, check, reading_as_staff, reading_as_user
@@ -13,9 +14,11 @@ from ledger.models import Entry, Hold
 
 # ``balance`` is re-exported so pages import every ledger read from this module.
 __all__ = [
+    "BalanceHistory",
     "JournalPage",
     "Totals",
     "balance",
+    "balance_history",
     "health",
     "holds_for_account",
     "journal_page",
@@ -86,3 +89,44 @@ def totals() -> Totals:
 def health() -> tuple[list[Violation], Totals]:
     """Return ledger_check() violations and the totals, for the health panel."""
     return check(), totals()
+
+
+@dataclass(frozen=True)
+class BalanceHistory:
+    opening: int | None  # available just before ``since``; None if the account had no entries
+    days: list[tuple[date, int]]  # end-of-day available for each day with entries, oldest first
+    changes: int  # entries since ``since``
+
+
+def balance_history(account_id: UUID, *, since: datetime) -> BalanceHistory:
+    """Return the account's end-of-day available balance from ``since`` on, for the billing chart.
+
+    Days follow the database session's time zone (Django's, UTC by default).
+    """
+    with reading_as_user(account_id) as cursor:
+        cursor.execute(
+            """
+            SELECT available_after FROM ledger_entry
+            WHERE account_id = %s AND created_at < %s
+            ORDER BY account_version DESC LIMIT 1
+            """,
+            [account_id, since],
+        )
+        opening = cursor.fetchone()
+        cursor.execute(
+            """
+            SELECT created_at::date AS day,
+                   (array_agg(available_after ORDER BY account_version DESC))[1],
+                   count(*)
+            FROM ledger_entry
+            WHERE account_id = %s AND created_at >= %s
+            GROUP BY day ORDER BY day
+            """,
+            [account_id, since],
+        )
+        rows = cursor.fetchall()
+    return BalanceHistory(
+        opening=opening[0] if opening else None,
+        days=[(day, available) for day, available, _ in rows],
+        changes=sum(count for *_, count in rows),
+    )

@@ -765,7 +765,7 @@ BEGIN
            AND (s.last_version, s.last_available, s.last_held) <> (s.version, s.available, s.held))
     UNION ALL
     SELECT 'latest_entry_chains',
-           format('account %s: entry %s (version %s) does not follow entry %s: %s%+s, %s%+s gives %s, %s',
+           format('account %s: entry %s (version %s) does not follow entry %s: %s + (%s), %s + (%s) gives %s, %s',
                   s.account_id, s.last_id, s.last_version, coalesce(s.prev_id::text, 'none'),
                   coalesce(s.prev_available, 0), s.last_available_delta, coalesce(s.prev_held, 0),
                   s.last_held_delta, s.last_available, s.last_held)
@@ -891,8 +891,9 @@ BEGIN
         FROM ledger_entry e WHERE e.hold_id IS NOT NULL GROUP BY e.hold_id
     )
     SELECT CASE WHEN h.hold_id IS NULL THEN 'orphan_entry' ELSE 'hold_entries' END,
-           format('hold %s (%s, status %s, amount %s, captured %s, late %s %s): entries hold=%s/%s accounts=%s capture=%s/%s release=%s expire=%s returned=%s late_charge=%s/%s',
-                  coalesce(h.hold_id, p.hold_id), coalesce(h.reference, '?'), h.status, h.amount,
+           format('account %s: hold %s (%s, status %s, amount %s, captured %s, late %s %s): entries hold=%s/%s accounts=%s capture=%s/%s release=%s expire=%s returned=%s late_charge=%s/%s',
+                  coalesce(h.account_id::text, p.account_id), coalesce(h.hold_id, p.hold_id),
+                  coalesce(h.reference, '?'), h.status, h.amount,
                   h.captured, h.late, h.late_amount, coalesce(p.holds, 0), p.hold_amount,
                   coalesce(p.accounts, 0), coalesce(p.captures, 0), p.capture_amount,
                   coalesce(p.releases, 0), coalesce(p.expires, 0), p.returned_amount,
