@@ -106,8 +106,9 @@ class Stack:
 
     def _record(self, entries: list[dict]) -> None:
         tmp = self._pids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries))
-        tmp.replace(self._pids_file)
+        with contextlib.suppress(FileNotFoundError):  # someone deleted the state dir under us
+            tmp.write_text(json.dumps(entries))
+            tmp.replace(self._pids_file)
 
     def reap_orphans(self, *, quiet: bool = False) -> None:
         """Stop servers a killed earlier run left behind, checking each PID is still theirs."""

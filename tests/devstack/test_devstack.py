@@ -69,9 +69,22 @@ def launcher_env(**overrides: str) -> dict[str, str]:
     return {**env, **overrides}
 
 
-def launch(state: Path, *args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "config.devstack", "--state", str(state), *args]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, text=True, **kwargs)
+@pytest.fixture
+def launch():
+    """Start launchers in the background; any a failed test leaves running are stopped."""
+    started: list[subprocess.Popen] = []
+
+    def start(state: Path, *args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "config.devstack", "--state", str(state), *args]
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, text=True, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)
 
 
 def recorded_pids(state: Path) -> list[int]:
@@ -97,7 +110,7 @@ def test_servers_start_only_for_absent_settings():
     assert needed == ["valkey"]
 
 
-def test_command_reaches_every_server_and_its_exit_code_is_kept(tmp_path):
+def test_command_reaches_every_server_and_its_exit_code_is_kept(launch, tmp_path):
     """CMD finds durable PostgreSQL, Valkey and the bucket; the test run's state is removed."""
     process = launch(
         tmp_path, "--test", "--", sys.executable, "-c", CHECK_SERVERS,
@@ -124,7 +137,7 @@ def test_given_settings_pass_through_untouched(tmp_path):
     assert "started nothing; from environment: DATABASE_ADMIN_URL" in done.stderr
 
 
-def test_sigkill_of_the_launcher_leaves_no_process_behind(tmp_path):
+def test_sigkill_of_the_launcher_leaves_no_process_behind(launch, tmp_path):
     """Servers die through PDEATHSIG; CMD and a child that left its session, by the guardian."""
     process = launch(
         tmp_path, "--test", "--", sys.executable, "-c", SPAWN_AND_WAIT,
@@ -199,7 +212,7 @@ def test_failing_server_prints_its_log_and_runs_nothing(reachable_state):
     assert not marker.exists()
 
 
-def test_ctrl_c_at_the_terminal_stops_cmd_and_servers(tmp_path):
+def test_ctrl_c_at_the_terminal_stops_cmd_and_servers(launch, tmp_path):
     """Ctrl-C reaches CMD (the terminal's foreground group) and then every server stops."""
     primary, secondary = pty.openpty()
     wait_forever = "import time; print('cmd-ready', flush=True); time.sleep(300)"
@@ -233,7 +246,7 @@ def _read_until(fd: int, wanted: bytes, timeout: float = 30) -> bytes:
     return seen
 
 
-def test_sigterm_reaches_cmd_and_its_code_is_returned(tmp_path):
+def test_sigterm_reaches_cmd_and_its_code_is_returned(launch, tmp_path):
     """SIGTERM to the launcher is forwarded to CMD, whose exit status becomes the launcher's."""
     process = launch(
         tmp_path, "--test", "--", sys.executable, "-c",
