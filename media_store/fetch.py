@@ -128,16 +128,18 @@ def download(
         settings.INGEST_READ_TIMEOUT_SECONDS, connect=settings.INGEST_CONNECT_TIMEOUT_SECONDS
     )
     deadline = time.monotonic() + settings.INGEST_TOTAL_TIMEOUT_SECONDS
-    # trust_env=False: a proxy from the environment would do its own DNS and undo the pinning.
-    with httpx.Client(
-        transport=transport or open_transport(),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": "media-store-ingest/1"},
-    ) as client:
-        for _hop in range(settings.INGEST_MAX_REDIRECTS + 1):
-            address = _checked_address(url, allowed_hosts, resolver)
+    for _hop in range(settings.INGEST_MAX_REDIRECTS + 1):
+        address = _checked_address(url, allowed_hosts, resolver)
+        # A new client per hop: a pooled TLS connection verified for one name must never carry
+        # a request for another name that happens to share its address. trust_env=False: a
+        # proxy from the environment would do its own DNS and undo the pinning.
+        with httpx.Client(
+            transport=transport or open_transport(),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": "media-store-ingest/1"},
+        ) as client:
             request = _pinned_request(client, url, address)
             try:
                 response = client.send(request, stream=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import uuid
@@ -12,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from media_store import fetch, sniff
 from media_store.backends import get_backend
-from media_store.exceptions import AssetNotFound, IngestRefused
+from media_store.exceptions import AssetNotFound, IngestRefused, IngestTemporaryError
 from media_store.models import Asset
 
 logger = logging.getLogger(__name__)
@@ -47,16 +48,14 @@ def ingest_asset(
         key = f"{base}.{sniff.EXTENSIONS[content_type]}"
         thumb = None
         if content_type in sniff.IMAGE_TYPES:
-            thumb = sniff.thumbnail(download.body, pixels=settings.MEDIA_THUMBNAIL_PIXELS)
-        backend = get_backend()
+            try:
+                thumb = sniff.thumbnail(download.body, pixels=settings.MEDIA_THUMBNAIL_PIXELS)
+            except Exception as error:
+                # verify() does not decode every format fully; a truncated JPEG fails here.
+                raise IngestRefused("unsupported_type", f"undecodable image: {error}") from None
+        thumbnail_key = f"{base}-thumb.webp" if thumb is not None else ""
         download.body.seek(0)
-        backend.put(key, download.body, content_type=content_type, size=download.size)
-        thumbnail_key = ""
-        if thumb is not None:
-            thumbnail_key = f"{base}-thumb.webp"
-            backend.put(
-                thumbnail_key, io.BytesIO(thumb), content_type="image/webp", size=len(thumb)
-            )
+        _upload(key, download.body, content_type, download.size, thumbnail_key, thumb)
     finally:
         download.body.close()
 
@@ -86,7 +85,27 @@ def ingest_asset(
         if winner is None:
             raise
         return winner
+    except BaseException:
+        _delete_objects(key, thumbnail_key)
+        raise
     return asset
+
+
+def _upload(
+    key: str, body, content_type: str, size: int, thumbnail_key: str, thumb: bytes | None
+) -> None:
+    """Store the object and its thumbnail; a storage outage is worth retrying."""
+    backend = get_backend()
+    try:
+        backend.put(key, body, content_type=content_type, size=size)
+        if thumb is not None:
+            backend.put(
+                thumbnail_key, io.BytesIO(thumb), content_type="image/webp", size=len(thumb)
+            )
+    except Exception as error:
+        with contextlib.suppress(Exception):
+            _delete_objects(key, thumbnail_key)
+        raise IngestTemporaryError(f"storage refused the upload: {error}") from error
 
 
 def _existing(generation_id: uuid.UUID, index: int, owner_id: uuid.UUID) -> Asset | None:

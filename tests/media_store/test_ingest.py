@@ -386,3 +386,26 @@ def test_refusal_types_share_the_media_error_base():
     assert isinstance(refused, api.MediaError)
     assert issubclass(api.IngestTemporaryError, api.MediaError)
     assert (refused.reason, str(refused)) == ("too_large", "too_large: over 5 bytes")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_hosts_allowed")
+def test_truncated_jpeg_is_refused(payload_server, ids):
+    """A JPEG cut off mid-scan passes the header checks but cannot be decoded: refused."""
+    jpeg = image_bytes("JPEG", (400, 300))
+    url = payload_server.serve("/cut.jpg", jpeg[: len(jpeg) // 2])
+    with pytest.raises(api.IngestRefused) as refused:
+        _ingest(ids, url)
+    assert refused.value.reason == "unsupported_type"
+    assert _stored_keys(*ids) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_hosts_allowed")
+def test_storage_outage_is_temporary_and_records_nothing(payload_server, ids, settings):
+    """When the bucket cannot take the upload the caller may retry; no row points at nothing."""
+    url = payload_server.serve("/a.png", image_bytes("PNG"))
+    settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    with pytest.raises(api.IngestTemporaryError):
+        _ingest(ids, url)
+    assert not Asset.objects.filter(generation_id=ids[1]).exists()
