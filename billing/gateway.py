@@ -1,0 +1,173 @@
+"""The seam between billing and Stripe: the real StripeClient, or the local stand-in.
+
+Services ask ``get_gateway()`` for customers, prices and Checkout Sessions and get plain dicts
+shaped like Stripe's objects (a retrieved session carries ``line_items`` expanded), so
+``fulfil_checkout`` runs the same code whichever answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import stripe
+from django.conf import settings
+
+from billing.exceptions import GatewayError, PaymentsNotConfigured, PriceMismatch, SessionNotFound
+from billing.models import CreditPack, StripeMode
+
+PAID_STATUSES = frozenset({"paid", "no_payment_required"})
+HTTP_TIMEOUT_SECONDS = 20
+
+
+@dataclass(frozen=True)
+class Price:
+    """The Stripe Price a pack sells through, as checked at checkout time."""
+
+    id: str
+    unit_amount: int
+    currency: str
+
+
+class Gateway(Protocol):
+    """What billing needs from Stripe."""
+
+    mode: StripeMode
+
+    def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str: ...
+
+    def resolve_price(self, pack: CreditPack) -> Price: ...
+
+    def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict: ...
+
+    def retrieve_checkout_session(self, session_id: str) -> dict: ...
+
+    def list_paid_checkout_sessions(self, *, created_since: datetime) -> Iterator[dict]: ...
+
+
+def payments_configured() -> bool:
+    """Return whether buying can work: Stripe keys are set or the stand-in is on."""
+    if settings.BILLING_STANDIN_ENABLED:
+        return bool(settings.STRIPE_WEBHOOK_SECRET)
+    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
+
+
+def current_mode() -> StripeMode:
+    """Return the mode new purchases are made in."""
+    if settings.BILLING_STANDIN_ENABLED:
+        return StripeMode.STANDIN
+    return StripeMode.LIVE if settings.STRIPE_LIVEMODE else StripeMode.TEST
+
+
+def get_gateway() -> Gateway:
+    """Return the stand-in when its switch is on, else Stripe; raise when neither is set up."""
+    if not payments_configured():
+        raise PaymentsNotConfigured(
+            "Payments are not configured: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET."
+        )
+    if settings.BILLING_STANDIN_ENABLED:
+        from billing.standin import StandinGateway
+
+        return StandinGateway()
+    return StripeGateway(stripe_client(), mode=current_mode())
+
+
+def stripe_client() -> stripe.StripeClient:
+    """Return the process's StripeClient, built on first use with the pinned API version."""
+    return _client(
+        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_VERSION, settings.STRIPE_MAX_NETWORK_RETRIES
+    )
+
+
+def build_http_client() -> stripe.HTTPClient:
+    """Return the HTTP client stripe-python sends through (tests replace this one function)."""
+    return stripe.HTTPXClient(timeout=HTTP_TIMEOUT_SECONDS, allow_sync_methods=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, api_version: str, retries: int) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        stripe_version=api_version,
+        max_network_retries=retries,
+        http_client=build_http_client(),
+    )
+
+
+class StripeGateway:
+    """Stripe's API through one StripeClient; errors become ``GatewayError``."""
+
+    def __init__(self, client: stripe.StripeClient, *, mode: StripeMode) -> None:
+        self.client = client
+        self.mode = mode
+
+    def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str:
+        params = {"email": email, "metadata": {"user_id": user_id}}
+        with _translated_errors():
+            customer = self.client.v1.customers.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return customer.id
+
+    def resolve_price(self, pack: CreditPack) -> Price:
+        with _translated_errors():
+            if pack.stripe_price_id:
+                price = self.client.v1.prices.retrieve(pack.stripe_price_id)
+            else:
+                found = self.client.v1.prices.list(
+                    params={"lookup_keys": [pack.stripe_lookup_key], "active": True, "limit": 2}
+                ).data
+                if len(found) != 1:
+                    raise PriceMismatch(
+                        f"{len(found)} active prices have lookup key {pack.stripe_lookup_key!r}."
+                    )
+                price = found[0]
+        if not price.active or price.type != "one_time":
+            raise PriceMismatch(f"Price {price.id} is inactive or recurring.")
+        if price.currency != pack.currency or price.unit_amount != pack.price_amount:
+            raise PriceMismatch(
+                f"Price {price.id} is {price.unit_amount} {price.currency}, the pack says "
+                f"{pack.price_amount} {pack.currency}."
+            )
+        return Price(id=price.id, unit_amount=price.unit_amount, currency=price.currency)
+
+    def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict:
+        with _translated_errors():
+            session = self.client.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return session.to_dict()
+
+    def retrieve_checkout_session(self, session_id: str) -> dict:
+        with _translated_errors(missing=SessionNotFound):
+            session = self.client.v1.checkout.sessions.retrieve(
+                session_id, params={"expand": ["line_items"]}
+            )
+        return session.to_dict()
+
+    def list_paid_checkout_sessions(self, *, created_since: datetime) -> Iterator[dict]:
+        params: Any = {
+            "created": {"gte": int(created_since.timestamp())},
+            "status": "complete",
+            "limit": 100,
+        }
+        with _translated_errors():
+            for session in self.client.v1.checkout.sessions.list(params=params).auto_paging_iter():
+                if session.payment_status in PAID_STATUSES:
+                    yield session.to_dict()
+
+
+@contextlib.contextmanager
+def _translated_errors(missing: type[GatewayError] = GatewayError) -> Iterator[None]:
+    """Turn stripe-python's errors into billing's, keeping the original as the cause."""
+    try:
+        yield
+    except stripe.InvalidRequestError as error:
+        kind = missing if error.code == "resource_missing" else GatewayError
+        raise kind(str(error.user_message or error)) from error
+    except stripe.StripeError as error:
+        raise GatewayError(str(error.user_message or error)) from error

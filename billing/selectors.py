@@ -1,0 +1,120 @@
+"""Reads for the billing pages: packs, a user's purchases, balances and the balance chart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from billing.models import CheckoutSession, CreditPack
+from ledger import selectors as ledger_selectors
+
+CHART_WIDTH = 640
+CHART_HEIGHT = 180
+CHART_PADDING = 8
+
+
+@dataclass(frozen=True)
+class BalanceChart:
+    """A step line of the end-of-day available balance, in SVG user units."""
+
+    points: str
+    area: str
+    width: int
+    height: int
+    start: date
+    end: date
+    peak: int
+    latest: int
+    changes: int
+
+
+def packs_for_sale() -> QuerySet[CreditPack]:
+    """Return the active packs in display order."""
+    return CreditPack.objects.filter(active=True).order_by("order", "price_amount")
+
+
+def recent_purchases(user: Any, *, limit: int = 10) -> list[CheckoutSession]:
+    """Return the user's latest purchases with their packs."""
+    return list(
+        CheckoutSession.objects.filter(user=user)
+        .select_related("pack")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def purchase_for_user(user: Any, *, stripe_session_id: str = "", pk: Any = None) -> Any:
+    """Return the user's purchase by Stripe session id or our id, or None (never another's)."""
+    rows = CheckoutSession.objects.filter(user=user).select_related("pack")
+    if stripe_session_id:
+        return rows.filter(stripe_session_id=stripe_session_id).first()
+    if pk:
+        try:
+            return rows.filter(pk=UUID(str(pk))).first()
+        except ValueError:
+            return None
+    return None
+
+
+def balance(user: Any) -> Any:
+    """Return the user's available and held credits."""
+    return ledger_selectors.balance(user.pk)
+
+
+def journal_page(user: Any, *, before: int | None, limit: int = 25) -> Any:
+    """Return one page of the user's own ledger entries, newest first."""
+    return ledger_selectors.journal_page(user.pk, before=before, limit=limit)
+
+
+def journal_rows(user: Any) -> Iterator[Any]:
+    """Yield all of the user's entries newest first, one short read transaction per page."""
+    before = None
+    while True:
+        page = ledger_selectors.journal_page(user.pk, before=before, limit=200)
+        yield from page.entries
+        if page.next_before is None:
+            return
+        before = page.next_before
+
+
+def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
+    """Return the chart of the user's end-of-day available balance, or None with no history."""
+    end = timezone.localdate()
+    start = end - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(start, datetime.min.time()))
+    history = ledger_selectors.balance_history(user.pk, since=since)
+    if not history.days and history.opening is None:
+        return None
+    closing = dict(history.days)
+    values = []
+    level = history.opening or 0
+    for offset in range(days):
+        level = closing.get(start + timedelta(days=offset), level)
+        values.append(level)
+    peak = max(max(values), 1)
+    inner_w = CHART_WIDTH - 2 * CHART_PADDING
+    inner_h = CHART_HEIGHT - 2 * CHART_PADDING
+    step = inner_w / days
+    coords = []
+    for index, value in enumerate(values):
+        y = CHART_PADDING + inner_h * (1 - value / peak)
+        coords += [(CHART_PADDING + index * step, y), (CHART_PADDING + (index + 1) * step, y)]
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    baseline = CHART_PADDING + inner_h
+    area = f"{CHART_PADDING:.1f},{baseline:.1f} {points} {coords[-1][0]:.1f},{baseline:.1f}"
+    return BalanceChart(
+        points=points,
+        area=area,
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        start=start,
+        end=end,
+        peak=max(values),
+        latest=values[-1],
+        changes=history.changes,
+    )

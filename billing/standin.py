@@ -1,0 +1,201 @@
+"""The local Checkout stand-in: a pretend Stripe for development without keys.
+
+Only used while ``BILLING_STANDIN_ENABLED`` is on (production refuses the switch). It answers
+the gateway calls from our own rows, and it pays by sending a correctly signed event over HTTP
+to the real webhook endpoint, so the production path runs unchanged. A session's state is the
+one built from our row, overlaid by the newest signed ``checkout.session.*`` event stored for it:
+in stand-in mode whoever holds the webhook secret plays Stripe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.exceptions import GatewayError, SessionNotFound
+from billing.gateway import PAID_STATUSES, Price
+from billing.models import CheckoutSession, CreditPack, StripeEvent, StripeMode
+
+DELIVERY_TIMEOUT_SECONDS = 15
+
+# What each stand-in action does to the session, and the event that tells the webhook.
+ACTIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "pay": ("checkout.session.completed", {"status": "complete", "payment_status": "paid"}),
+    "pay_delayed": (
+        "checkout.session.completed",
+        {"status": "complete", "payment_status": "unpaid"},
+    ),
+    "settle": (
+        "checkout.session.async_payment_succeeded",
+        {"status": "complete", "payment_status": "paid"},
+    ),
+    "fail": (
+        "checkout.session.async_payment_failed",
+        {"status": "complete", "payment_status": "unpaid"},
+    ),
+    "expire": ("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"}),
+}
+EVENT_ACTIONS = {event_type: action for action, (event_type, _) in ACTIONS.items()}
+
+
+class StandinGateway:
+    """Answer the gateway's calls locally; never touches the network."""
+
+    mode = StripeMode.STANDIN
+
+    def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str:
+        return "cus_standin_" + _digest(idempotency_key)
+
+    def resolve_price(self, pack: CreditPack) -> Price:
+        price_id = pack.stripe_price_id or f"price_standin_{pack.slug}"
+        return Price(id=price_id, unit_amount=pack.price_amount, currency=pack.currency)
+
+    def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict:
+        # Derived from the key, as Stripe answers a repeated key with the same session.
+        session_id = "cs_test_standin_" + _digest(idempotency_key)
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            # Relative, so the stand-in works on whatever host and port serves the app.
+            "url": reverse("billing:standin", args=[session_id]),
+            "expires_at": params["expires_at"],
+            "livemode": False,
+        }
+
+    def retrieve_checkout_session(self, session_id: str) -> dict:
+        row = CheckoutSession.objects.filter(stripe_session_id=session_id).first()
+        latest = (
+            StripeEvent.objects.filter(object_id=session_id, type__startswith="checkout.session.")
+            .order_by("-payload__created", "-received_at")
+            .only("payload")
+            .first()
+        )
+        if row is None and latest is None:
+            raise SessionNotFound(f"No stand-in session {session_id}.")
+        session = session_object(row) if row is not None else {"id": session_id}
+        if latest is not None:
+            session.update(latest.payload.get("data", {}).get("object", {}))
+        if not isinstance(session.get("line_items"), dict):
+            # A signed object may carry its own expanded line items; else ours stand.
+            session["line_items"] = (
+                _line_items(row) if row is not None else {"object": "list", "data": []}
+            )
+        return session
+
+    def list_paid_checkout_sessions(self, *, created_since: datetime) -> Iterator[dict]:
+        rows = CheckoutSession.objects.filter(
+            mode=StripeMode.STANDIN, created_at__gte=created_since
+        ).exclude(stripe_session_id=None)
+        for session_id in rows.values_list("stripe_session_id", flat=True).iterator():
+            session = self.retrieve_checkout_session(session_id)
+            if session.get("status") == "complete" and session.get("payment_status") in (
+                PAID_STATUSES
+            ):
+                yield session
+
+
+def session_object(row: CheckoutSession) -> dict[str, Any]:
+    """Return the Checkout Session Stripe would hold for our row before anything happened."""
+    expires_at = int(row.expires_at.timestamp()) if row.expires_at else None
+    expired = row.expires_at is not None and row.expires_at <= timezone.now()
+    return {
+        "id": row.stripe_session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "livemode": False,
+        "status": "expired" if expired else "open",
+        "payment_status": "unpaid",
+        "client_reference_id": str(row.user_id),
+        "customer": row.stripe_customer_id or None,
+        "metadata": {
+            "checkout_id": str(row.id),
+            "user_id": str(row.user_id),
+            "pack": row.pack.slug,
+        },
+        "currency": row.currency,
+        "amount_subtotal": row.amount,
+        "amount_total": row.amount,
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "payment_intent": None,
+        "url": row.url,
+        "created": int(row.created_at.timestamp()),
+        "expires_at": expires_at,
+        "line_items": _line_items(row),
+    }
+
+
+def _line_items(row: CheckoutSession) -> dict[str, Any]:
+    item = {
+        "id": "li_standin_" + _digest(str(row.id)),
+        "object": "item",
+        "price": {"id": row.stripe_price_id, "object": "price", "unit_amount": row.amount},
+        "quantity": 1,
+        "currency": row.currency,
+        "amount_subtotal": row.amount,
+        "amount_total": row.amount,
+        "description": row.pack.name,
+    }
+    return {"object": "list", "data": [item], "has_more": False}
+
+
+def perform(action: str, session_id: str, *, webhook_url: str) -> httpx.Response:
+    """Apply a stand-in action (pay, settle, ...) by delivering its signed event to the webhook."""
+    event_type, changes = ACTIONS[action]
+    session = StandinGateway().retrieve_checkout_session(session_id)
+    session.update(changes)
+    if action in ("pay", "pay_delayed") and not session.get("payment_intent"):
+        session["payment_intent"] = "pi_standin_" + secrets.token_hex(12)
+    session.pop("line_items", None)  # events carry the session without expansions, as Stripe's
+    return deliver(build_event(event_type, session), webhook_url)
+
+
+def build_event(event_type: str, data_object: dict[str, Any]) -> dict[str, Any]:
+    """Return an event envelope shaped like Stripe's."""
+    return {
+        "id": "evt_standin_" + secrets.token_hex(12),
+        "object": "event",
+        "api_version": settings.STRIPE_API_VERSION,
+        "created": int(time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+        "data": {"object": data_object},
+    }
+
+
+def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Return a ``Stripe-Signature`` header: ``t=<ts>,v1=<hex HMAC-SHA256 of "ts.payload">``."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signed = str(timestamp).encode() + b"." + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def deliver(event: dict[str, Any], url: str) -> httpx.Response:
+    """POST the event, signed with the webhook secret, as Stripe delivers it."""
+    payload = json.dumps(event, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Stripe-Signature": signature_header(payload, settings.STRIPE_WEBHOOK_SECRET),
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks) stand-in",
+    }
+    try:
+        return httpx.post(url, content=payload, headers=headers, timeout=DELIVERY_TIMEOUT_SECONDS)
+    except httpx.HTTPError as error:
+        raise GatewayError(f"The stand-in could not reach the webhook at {url}: {error}") from error
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -1,0 +1,26 @@
+"""Celery entry points for billing: reconciliation and the sign-up bonus."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from billing import services
+from billing.exceptions import PaymentsNotConfigured
+
+
+@shared_task
+def reconcile_checkouts() -> dict[str, int]:
+    """Fulfil recent paid Checkout Sessions whose webhook never arrived (a beat task)."""
+    try:
+        return services.reconcile_checkouts(
+            lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
+        )
+    except PaymentsNotConfigured:
+        return {}
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=8)
+def grant_signup_bonus(user_id: str) -> str:
+    """Grant the sign-up bonus; retried with backoff, the ledger key makes retries harmless."""
+    return services.grant_signup_bonus(user_id)

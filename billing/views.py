@@ -1,0 +1,234 @@
+"""Billing pages, the buy action, the Checkout stand-in and Stripe's webhook endpoint."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db import transaction
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from billing import selectors, services, standin, webhooks
+from billing.exceptions import BillingError, GatewayError, PriceMismatch
+from billing.gateway import current_mode, payments_configured
+from billing.models import CheckoutSession
+from config.ops import ops_alert
+from ledger.exceptions import LedgerError
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_MAX_BYTES = 1024 * 1024
+# The success page polls; it asks Stripe about one session at most this often.
+SUCCESS_SYNC_SECONDS = 5
+
+
+def see_other(url: str) -> HttpResponseRedirect:
+    """Redirect a POST with 303 so the browser follows with GET."""
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """The billing page: balances, packs, the balance chart, purchases and the ledger."""
+    before = _int_or_none(request.GET.get("before"))
+    context = {
+        "balance": selectors.balance(request.user),
+        "packs": selectors.packs_for_sale(),
+        "payments_configured": payments_configured(),
+        "chart": selectors.balance_chart(request.user),
+        "journal": selectors.journal_page(request.user, before=before),
+        "paged": before is not None,
+        "purchases": selectors.recent_purchases(request.user, limit=5),
+    }
+    return render(request, "billing/overview.html", context)
+
+
+@login_required
+@require_POST
+def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
+    """Start Checkout for one pack and send the buyer to Stripe (or the stand-in) with 303."""
+    pack_id = pack_id or _int_or_none(request.POST.get("pack"))
+    pack = selectors.packs_for_sale().filter(pk=pack_id).first() if pack_id else None
+    if pack is None:
+        messages.error(request, "That pack is not on sale. Pick one of the packs below.")
+        return see_other(reverse("billing:overview"))
+    try:
+        checkout = services.start_checkout(request.user, pack)
+    except PriceMismatch as error:
+        ops_alert("Billing: pack price mismatch", str(error), pack=pack.slug)
+        messages.error(request, "This pack cannot be bought right now. Nothing was charged.")
+        return see_other(reverse("billing:overview"))
+    except GatewayError:
+        logger.exception("could not start checkout for pack %s", pack.slug)
+        messages.error(request, "Stripe could not be reached. Nothing was charged; try again.")
+        return see_other(reverse("billing:overview"))
+    except BillingError as error:
+        messages.error(request, str(error))
+        return see_other(reverse("billing:overview"))
+    return see_other(checkout.url)
+
+
+@login_required
+@require_GET
+def success(request: HttpRequest) -> HttpResponse:
+    """Show the purchase's state, fulfilling it if Stripe already says paid (owner only)."""
+    checkout = selectors.purchase_for_user(
+        request.user, stripe_session_id=request.GET.get("session_id", "")
+    )
+    if checkout is None:
+        raise Http404("No such purchase.")
+    if (
+        checkout.status == CheckoutSession.Status.OPEN
+        and checkout.mode == current_mode()
+        and payments_configured()
+        and cache.add(f"billing:success-sync:{checkout.pk}", 1, SUCCESS_SYNC_SECONDS)
+    ):
+        try:
+            services.fulfil_checkout(checkout.stripe_session_id, source="success_page")
+        except (BillingError, LedgerError):
+            # The webhook and reconciliation will get there; the page keeps showing progress.
+            logger.exception("success page could not fulfil %s", checkout.stripe_session_id)
+        checkout.refresh_from_db()
+    context = {"checkout": checkout, "balance": selectors.balance(request.user)}
+    if request.headers.get("HX-Request"):
+        return render(request, "billing/partials/checkout_status.html", context)
+    return render(request, "billing/success.html", context)
+
+
+@login_required
+@require_GET
+def cancel(request: HttpRequest) -> HttpResponse:
+    """Tell the buyer nothing was charged."""
+    checkout = selectors.purchase_for_user(request.user, pk=request.GET.get("checkout"))
+    return render(request, "billing/cancel.html", {"checkout": checkout})
+
+
+@login_required
+@require_GET
+def export(request: HttpRequest) -> StreamingHttpResponse:
+    """Stream the user's whole ledger as CSV."""
+    echo = _Echo()
+    writer = csv.writer(echo)
+    header = [
+        "entry_id",
+        "time",
+        "kind",
+        "amount",
+        "available_delta",
+        "held_delta",
+        "available_after",
+        "held_after",
+        "source",
+        "memo",
+    ]
+
+    def rows():
+        yield writer.writerow(header)
+        for entry in selectors.journal_rows(request.user):
+            yield writer.writerow(
+                [
+                    entry.entry_id,
+                    entry.created_at.isoformat(),
+                    entry.kind,
+                    entry.amount,
+                    entry.available_delta,
+                    entry.held_delta,
+                    entry.available_after,
+                    entry.held_after,
+                    _csv_text(entry.source),
+                    _csv_text(entry.memo),
+                ]
+            )
+
+    filename = f"ledger-{timezone.localdate().isoformat()}.csv"
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The local Checkout page (test mode only): pay by sending a signed event to the webhook."""
+    if not settings.BILLING_STANDIN_ENABLED:
+        raise Http404("The Checkout stand-in is off.")
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+    checkout = selectors.purchase_for_user(request.user, stripe_session_id=session_id)
+    if checkout is None or checkout.mode != current_mode():
+        raise Http404("No such stand-in session.")
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action not in standin.ACTIONS or action == "expire":
+            messages.error(request, "Unknown stand-in action.")
+            return see_other(request.path)
+        webhook_url = request.build_absolute_uri(reverse("stripe-webhook"))
+        try:
+            answer = standin.perform(action, session_id, webhook_url=webhook_url)
+        except GatewayError as error:
+            messages.error(request, str(error))
+            return see_other(request.path)
+        if answer.status_code != 200:
+            messages.error(
+                request, f"The webhook answered {answer.status_code}: {answer.text[:200]}"
+            )
+            return see_other(request.path)
+        return see_other(f"{reverse('billing:success')}?session_id={session_id}")
+    session = standin.StandinGateway().retrieve_checkout_session(session_id)
+    return render(
+        request,
+        "billing/standin.html",
+        {"checkout": checkout, "session": session, "customer_email": request.user.email},
+    )
+
+
+@csrf_exempt
+@transaction.non_atomic_requests
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Receive a Stripe event: 1 MiB cap, signature on the raw bytes, then store and process."""
+    declared = _int_or_none(request.META.get("CONTENT_LENGTH"))
+    if declared is not None and declared > WEBHOOK_MAX_BYTES:
+        return JsonResponse({"status": "too_large"}, status=413)
+    payload = request.read(WEBHOOK_MAX_BYTES + 1)
+    if len(payload) > WEBHOOK_MAX_BYTES:
+        return JsonResponse({"status": "too_large"}, status=413)
+    answer = webhooks.receive(payload, request.headers.get("Stripe-Signature"))
+    return JsonResponse({"status": answer.word}, status=answer.status)
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_text(value: str) -> str:
+    # Spreadsheets run cells starting with these as formulas.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,126 @@
+"""Billing fixtures: a faked Stripe network, packs, and webhooks signed as Stripe signs them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+
+import pytest
+from django.db import connections
+
+from billing import gateway
+from billing.models import CreditPack
+from tests.billing.fakestripe import FakeStripe
+
+WEBHOOK_SECRET = "whsec_test_" + "b" * 32
+
+
+def stripe_signature(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp=None) -> str:
+    """Sign as Stripe does: t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<payload>" keyed by the secret>."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def make_event(event_type: str, data_object: dict, *, livemode: bool = False, **extra) -> dict:
+    """Return an event envelope in Stripe's shape (a thin copy of the session, no expansions)."""
+    data_object = {k: v for k, v in data_object.items() if k != "line_items"}
+    return {
+        "id": extra.pop("event_id", "evt_" + secrets.token_hex(12)),
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": int(time.time()),
+        "livemode": livemode,
+        "pending_webhooks": 1,
+        "type": event_type,
+        "data": {"object": data_object},
+        **extra,
+    }
+
+
+def encode(event: dict) -> bytes:
+    return json.dumps(event).encode()
+
+
+@pytest.fixture
+def post_event(client, stripe_settings):
+    """POST a signed event to the webhook with the test client; return the response."""
+
+    def post(event: dict | bytes, *, signature: str | None = None, timestamp=None):
+        payload = event if isinstance(event, bytes) else encode(event)
+        signature = signature or stripe_signature(payload, timestamp=timestamp)
+        return client.post(
+            "/webhooks/stripe/",
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+
+    return post
+
+
+@pytest.fixture
+def stripe_settings(settings):
+    """Run billing against (fake) Stripe test mode: a test key, the secret, no stand-in."""
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "a" * 24
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_LIVEMODE = False
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    settings.BILLING_STANDIN_ENABLED = False
+    settings.BILLING_ALLOW_PROMOTION_CODES = False
+    settings.SITE_URL = "https://shop.example"
+    return settings
+
+
+@pytest.fixture
+def fake_stripe(stripe_settings, monkeypatch) -> FakeStripe:
+    """Replace only the network under stripe-python with an in-memory Stripe."""
+    fake = FakeStripe()
+    monkeypatch.setattr(gateway, "build_http_client", lambda: fake)
+    gateway._client.cache_clear()
+    yield fake
+    gateway._client.cache_clear()
+
+
+@pytest.fixture
+def standin_settings(settings):
+    settings.BILLING_STANDIN_ENABLED = True
+    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_LIVEMODE = False
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    return settings
+
+
+@pytest.fixture
+def pack_factory(db):
+    def create(credits: int = 100, price_amount: int = 1000, **extra) -> CreditPack:
+        slug = extra.pop("slug", f"pack-{uuid.uuid4().hex[:8]}")
+        return CreditPack.objects.create(
+            name=extra.pop("name", f"Pack {slug}"),
+            slug=slug,
+            credits=credits,
+            price_amount=price_amount,
+            currency=extra.pop("currency", "usd"),
+            stripe_price_id=extra.pop("stripe_price_id", f"price_{slug.replace('-', '_')}"),
+            **extra,
+        )
+
+    return create
+
+
+@pytest.fixture
+def pack(pack_factory, fake_stripe) -> CreditPack:
+    """A 100-credit pack for $10 whose Price exists in the fake Stripe."""
+    pack = pack_factory()
+    fake_stripe.add_price(pack.stripe_price_id, unit_amount=pack.price_amount)
+    return pack
+
+
+@pytest.fixture
+def close_thread_connections():
+    """Close the database connection a worker thread opened (call at the end of the thread)."""
+    return connections.close_all

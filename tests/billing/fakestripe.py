@@ -1,0 +1,223 @@
+"""A pretend Stripe API behind stripe-python's HTTP client seam.
+
+Everything above the wire (StripeClient, its form encoding, retries, idempotency headers, error
+mapping, our gateway) runs for real; only the network is replaced. The fake keeps objects in
+memory, honours Idempotency-Key like Stripe (same key, same answer), and records every request
+so tests can assert parameters and headers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    params: dict
+    headers: dict
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> dict:
+    """Turn Stripe's ``a[b][0][c]=v`` form encoding back into nested dicts and lists."""
+    root: dict = {}
+    for key, value in pairs:
+        parts = re.findall(r"[^\[\]]+", key)
+        node = root
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+    return _listify(root)
+
+
+def _listify(node):
+    if isinstance(node, dict):
+        node = {k: _listify(v) for k, v in node.items()}
+        if node and all(k.isdigit() for k in node):
+            return [node[k] for k in sorted(node, key=int)]
+    return node
+
+
+class FakeStripe(stripe.HTTPClient):
+    name = "fake"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.calls: list[Call] = []
+        self.customers: dict[str, dict] = {}
+        self.prices: dict[str, dict] = {}
+        self.sessions: dict[str, dict] = {}
+        self.line_items: dict[str, list[dict]] = {}
+        self.idempotent: dict[str, tuple[dict, tuple[str, int, dict]]] = {}
+        self.fail_with: int | None = None
+
+    # -- test helpers ------------------------------------------------------------------------
+
+    def add_price(
+        self, price_id: str, *, unit_amount: int, currency: str = "usd", lookup_key: str = ""
+    ) -> dict:
+        price = {
+            "id": price_id,
+            "object": "price",
+            "active": True,
+            "type": "one_time",
+            "currency": currency,
+            "unit_amount": unit_amount,
+            "lookup_key": lookup_key or None,
+        }
+        self.prices[price_id] = price
+        return price
+
+    def complete(self, session_id: str, *, payment_status: str = "paid", **changes) -> dict:
+        """Do what Stripe does when the buyer pays: complete the session."""
+        session = self.sessions[session_id]
+        session.update(
+            status="complete",
+            payment_status=payment_status,
+            payment_intent=session["payment_intent"] or "pi_" + secrets.token_hex(8),
+        )
+        session.update(changes)
+        return self.session_with_items(session_id)
+
+    def session_with_items(self, session_id: str) -> dict:
+        session = json.loads(json.dumps(self.sessions[session_id]))
+        session["line_items"] = {
+            "object": "list",
+            "data": json.loads(json.dumps(self.line_items[session_id])),
+            "has_more": False,
+            "url": f"/v1/checkout/sessions/{session_id}/line_items",
+        }
+        return session
+
+    def calls_to(self, method: str, path: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path == path]
+
+    # -- the HTTP client seam ----------------------------------------------------------------
+
+    def request(self, method, url, headers, post_data=None, **kwargs):
+        parts = urlsplit(url)
+        params = decode_form(parse_qsl(parts.query) + parse_qsl(post_data or ""))
+        headers = dict(headers or {})
+        with self.lock:
+            self.calls.append(Call(method.upper(), parts.path, params, headers))
+            if self.fail_with:
+                return self._error(self.fail_with, "api_error", "The fake is down.")
+            key = headers.get("Idempotency-Key")
+            if method.lower() == "post" and key:
+                if key in self.idempotent:
+                    first_params, answer = self.idempotent[key]
+                    if first_params != params:
+                        return self._error(400, "idempotency_error", "Keys for idempotent...")
+                    return answer
+                answer = self._route(method.lower(), parts.path, params)
+                self.idempotent[key] = (params, answer)
+                return answer
+            return self._route(method.lower(), parts.path, params)
+
+    def close(self) -> None:
+        pass
+
+    def _route(self, method: str, path: str, params: dict):
+        if method == "post" and path == "/v1/customers":
+            customer = {
+                "id": "cus_" + secrets.token_hex(7),
+                "object": "customer",
+                "email": params.get("email"),
+                "metadata": params.get("metadata", {}),
+            }
+            self.customers[customer["id"]] = customer
+            return self._ok(customer)
+        if method == "get" and path == "/v1/prices":
+            keys = params.get("lookup_keys", [])
+            found = [
+                p
+                for p in self.prices.values()
+                if p["lookup_key"] in keys and (params.get("active") != "true" or p["active"])
+            ]
+            return self._ok({"object": "list", "data": found, "has_more": False})
+        if method == "get" and path.startswith("/v1/prices/"):
+            price = self.prices.get(path.rsplit("/", 1)[1])
+            return self._ok(price) if price else self._missing("price")
+        if method == "post" and path == "/v1/checkout/sessions":
+            return self._ok(self._create_session(params))
+        if method == "get" and path == "/v1/checkout/sessions":
+            since = int(params.get("created", {}).get("gte", 0))
+            found = [
+                s
+                for s in self.sessions.values()
+                if s["created"] >= since
+                and (not params.get("status") or s["status"] == params["status"])
+            ]
+            return self._ok({"object": "list", "data": found, "has_more": False})
+        if method == "get" and path.startswith("/v1/checkout/sessions/"):
+            session_id = path.rsplit("/", 1)[1]
+            if session_id not in self.sessions:
+                return self._missing("checkout.session")
+            if "line_items" in params.get("expand", []):
+                return self._ok(self.session_with_items(session_id))
+            return self._ok(self.sessions[session_id])
+        return self._error(404, "invalid_request_error", f"Unrecognized request URL {path}")
+
+    def _create_session(self, params: dict) -> dict:
+        items = params["line_items"]
+        price = self.prices[items[0]["price"]]
+        quantity = int(items[0]["quantity"])
+        session_id = "cs_test_" + secrets.token_hex(16)
+        amount = price["unit_amount"] * quantity
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": params["mode"],
+            "status": "open",
+            "payment_status": "unpaid",
+            "client_reference_id": params.get("client_reference_id"),
+            "customer": params.get("customer"),
+            "metadata": params.get("metadata", {}),
+            "currency": price["currency"],
+            "amount_subtotal": amount,
+            "amount_total": amount,
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "payment_intent": None,
+            "livemode": False,
+            "created": int(time.time()),
+            "expires_at": int(params["expires_at"]),
+            "success_url": params["success_url"],
+            "cancel_url": params["cancel_url"],
+            "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+        }
+        self.sessions[session_id] = session
+        self.line_items[session_id] = [
+            {
+                "id": "li_" + secrets.token_hex(8),
+                "object": "item",
+                "price": price,
+                "quantity": quantity,
+                "currency": price["currency"],
+                "amount_subtotal": amount,
+                "amount_total": amount,
+            }
+        ]
+        return session
+
+    def _ok(self, body: dict):
+        return json.dumps(body), 200, {"request-id": "req_" + secrets.token_hex(6)}
+
+    def _missing(self, kind: str):
+        return self._error(404, "invalid_request_error", f"No such {kind}", code="resource_missing")
+
+    def _error(self, status: int, kind: str, message: str, code: str | None = None):
+        body = {"error": {"type": kind, "message": message, "code": code}}
+        return json.dumps(body), status, {"request-id": "req_" + secrets.token_hex(6)}
