@@ -94,3 +94,22 @@ def test_filesystem_file_view_is_off_for_the_s3_backend(client, settings):
 def test_only_get_is_allowed(alice_client, alices_image):
     """The redirect is a read; other methods are refused."""
     assert alice_client.post(alices_image.url).status_code == 405
+
+
+def test_asset_partial_links_only_to_app_urls(alices_image):
+    """Pages embed /media/<id>/ links, never a signed URL that could outlive the session."""
+    from django.template.loader import render_to_string
+
+    html = render_to_string("media_store/partials/asset.html", {"asset": alices_image})
+    assert f'src="{alices_image.thumbnail_url}"' in html
+    assert f'href="{alices_image.url}"' in html
+    assert "X-Amz" not in html and "://" not in html
+
+
+def test_pages_allow_the_signed_url_origin_for_images_and_video(client, settings):
+    """Browsers check img-src and media-src on the redirect target, so the S3 origin is listed."""
+    policy = client.get(reverse("home"))["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    origin = settings.AWS_S3_PUBLIC_ENDPOINT_URL.rstrip("/")
+    assert origin in directives["img-src"].split()
+    assert origin in directives["media-src"].split()
