@@ -1,3 +1,14 @@
+from django.urls import path
+
+from generation import views
+
 app_name = "generation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.history, name="history"),
+    path("new/", views.create, name="create"),
+    path("estimate/", views.estimate, name="estimate"),
+    path("<uuid:generation_id>/", views.detail, name="detail"),
+    path("<uuid:generation_id>/progress/", views.progress, name="progress"),
+    path("<uuid:generation_id>/cancel/", views.cancel, name="cancel"),
+]

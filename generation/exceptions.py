@@ -1,0 +1,21 @@
+"""Errors of the generation app; each carries a message safe to show the user."""
+
+
+class GenerationError(Exception):
+    """Base class; ``str(error)`` is written for end users."""
+
+
+class InvalidRequest(GenerationError):
+    """The submitted model or parameters are not in the catalogue."""
+
+
+class RateLimited(GenerationError):
+    """The user submitted too many generations in the current window."""
+
+
+class ProviderUnavailable(GenerationError):
+    """The provider is not configured in this deployment."""
+
+
+class NotCancelable(GenerationError):
+    """The generation is past the point where it can be canceled."""

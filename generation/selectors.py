@@ -1,0 +1,74 @@
+"""Reads for the generation pages."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+
+from generation.models import Generation, Status
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """One journal entry that belongs to a generation's hold, for its detail page."""
+
+    kind: str
+    amount: int
+    available_after: int
+    held_after: int
+    created_at: object
+
+
+def user_generations(user, *, status: str = "") -> QuerySet[Generation]:
+    """Return the user's generations, newest first, optionally of one status."""
+    rows = Generation.objects.filter(user=user)
+    if status in Status.values:
+        rows = rows.filter(status=status)
+    return rows.order_by("-created_at")
+
+
+def history_page(user, *, status: str = "", page: object = 1, per_page: int = 12) -> Page:
+    """Return one page of the user's history."""
+    return Paginator(user_generations(user, status=status), per_page).get_page(page)
+
+
+def recent_generations(user, limit: int = 5) -> list[Generation]:
+    """Return the user's latest generations (the dashboard's list)."""
+    return list(user_generations(user)[:limit])
+
+
+def generation_for(user, generation_id: uuid.UUID) -> Generation:
+    """Return the user's generation; raise Generation.DoesNotExist for anyone else's."""
+    return Generation.objects.get(pk=generation_id, user=user)
+
+
+def outputs(generation: Generation) -> list:
+    """Return the assets to show: none while unpaid (withheld) or after a cancel (discarded)."""
+    if generation.status != Status.SUCCEEDED:
+        return []
+    from media_store import api as media
+
+    return media.assets_for_generation(generation.pk)
+
+
+def ledger_lines(generation: Generation) -> list[LedgerLine]:
+    """Return the journal entries of this generation's hold, oldest first."""
+    from ledger import selectors as ledger_selectors
+
+    holds = [
+        hold
+        for hold in ledger_selectors.holds_for_account(generation.user_id, limit=200)
+        if hold.reference == generation.hold_reference
+    ]
+    if not holds:
+        return []
+    hold_id = holds[0].hold_id
+    page = ledger_selectors.journal_page(generation.user_id, limit=200)
+    return [
+        LedgerLine(e.kind, e.amount, e.available_after, e.held_after, e.created_at)
+        for e in reversed(page.entries)
+        if e.hold_id == hold_id
+    ]

@@ -1,0 +1,65 @@
+"""Celery entry points: each loads by id, calls one service and owns its retry.
+
+Every task is idempotent (guarded transitions, ledger calls keyed by ``gen:<id>``), so Celery's
+at-least-once redelivery and the database-driven re-drive may both run it again safely.
+``start_generation`` has its own queue so a busy settle queue never delays the answer to a user
+who lacks credits.
+"""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from generation import services
+from generation.providers.base import ProviderTemporaryError
+from media_store.api import IngestTemporaryError
+
+RETRY = {
+    "autoretry_for": (
+        ProviderTemporaryError,
+        IngestTemporaryError,
+        services.CallbackNotReady,
+        OperationalError,
+    ),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 6,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+
+@shared_task(queue="start", **RETRY)
+def start_generation(generation_id: str) -> str:
+    """Hold the credits, then dispatch to the provider."""
+    return services.start_generation(generation_id)
+
+
+@shared_task(queue="settle", **RETRY)
+def settle_callback(callback_id: int) -> str:
+    """Apply a stored provider callback: ingest then capture, or release."""
+    return services.settle_callback(callback_id)
+
+
+@shared_task(queue="settle", **RETRY)
+def settle_generation(generation_id: str) -> str:
+    """Finish ledger work a crash left claimed, or collect an unpaid generation."""
+    return services.settle_generation(generation_id)
+
+
+@shared_task(queue="settle", **RETRY)
+def cancel_generation(generation_id: str) -> str:
+    """Finish a cancel's release and tell the provider to stop."""
+    return services.cancel_at_provider(generation_id)
+
+
+@shared_task(queue="settle", **RETRY)
+def reconcile_generation(generation_id: str) -> str:
+    """Poll the provider about a job with no news and settle what it reports."""
+    return services.reconcile_generation(generation_id)
+
+
+@shared_task(queue="settle", acks_late=True)
+def redrive_generations() -> dict[str, int]:
+    """Re-enqueue work for every generation and callback past its deadline (beat, every 30 s)."""
+    return services.redrive()

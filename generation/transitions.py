@@ -1,0 +1,284 @@
+"""Every state change of a generation: one guarded UPDATE plus an event row (DESIGN section 4).
+
+Each function returns True when this caller made the change and False when the row was not in a
+state that allows it (another worker got there first, or the event is stale). Callers act on the
+ledger only after winning. ``pending_action`` is the claim on ledger work: a transition that needs
+a capture or a release sets it in the same UPDATE, and it is cleared once ``ledger.api`` answered,
+so a crash in between leaves a row the re-drive finishes. While it is set no other transition runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generation.models import (
+    AT_PROVIDER,
+    CANCELABLE,
+    CAPTURABLE,
+    Generation,
+    GenerationEvent,
+    PendingAction,
+    Status,
+)
+
+
+def _later(seconds: float) -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def _apply(
+    generation: Generation,
+    *,
+    name: str,
+    from_statuses: Iterable[str],
+    to_status: str | None = None,
+    pending: tuple[str | None, ...] = (None,),
+    message: str = "",
+    detail: str = "",
+    event: bool = True,
+    **fields: object,
+) -> bool:
+    """Run one guarded UPDATE and, when it changed the row, write its event in the same commit."""
+    query = Generation.objects.filter(pk=generation.pk, status__in=tuple(from_statuses))
+    allowed = [value for value in pending if value is not None]
+    pending_q = Q(pending_action__in=allowed) if allowed else Q(pk__in=[])
+    if None in pending:
+        pending_q |= Q(pending_action__isnull=True)
+    values = dict(fields)
+    if to_status is not None:
+        values["status"] = to_status
+    values["updated_at"] = timezone.now()
+    with transaction.atomic():
+        # The row lock only makes the event's from_status exact; the guard is the WHERE clause.
+        before = (
+            Generation.objects.select_for_update()
+            .filter(pk=generation.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if not query.filter(pending_q).update(**values):
+            return False
+        if event:
+            GenerationEvent.objects.create(
+                generation_id=generation.pk,
+                name=name,
+                from_status=before or "",
+                to_status=to_status or before or "",
+                message=message[:300],
+                detail=detail,
+            )
+    generation.refresh_from_db()
+    return True
+
+
+def reserve(generation: Generation) -> bool:
+    """queued -> reserved: the hold is in place."""
+    return _apply(
+        generation,
+        name="reserved",
+        from_statuses=(Status.QUEUED,),
+        to_status=Status.RESERVED,
+        message=f"{generation.cost} credits held.",
+        next_check_at=_later(settings.GENERATION_DISPATCH_GRACE_SECONDS),
+        redrive_attempts=0,
+    )
+
+
+def reject(generation: Generation, *, available: int) -> bool:
+    """queued -> rejected: not enough credits; nothing was held."""
+    return _apply(
+        generation,
+        name="rejected",
+        from_statuses=(Status.QUEUED,),
+        to_status=Status.REJECTED,
+        message="Not enough credits.",
+        error_message=(
+            f"This costs {generation.cost} credits and {available} are available. "
+            "Buy a credit pack and try again."
+        ),
+        next_check_at=None,
+        finished_at=timezone.now(),
+    )
+
+
+def record_dispatch_attempt(generation: Generation) -> bool:
+    """Note a dispatch attempt before the POST (at-most-once providers check it)."""
+    return _apply(
+        generation,
+        name="dispatch_attempt",
+        from_statuses=(Status.RESERVED,),
+        event=False,
+        dispatch_attempts=F("dispatch_attempts") + 1,
+        dispatch_attempted_at=timezone.now(),
+    )
+
+
+def dispatch(generation: Generation, job_id: str, *, expected_seconds: float) -> bool:
+    """reserved -> dispatched: the provider accepted the job."""
+    return _apply(
+        generation,
+        name="dispatched",
+        from_statuses=(Status.RESERVED,),
+        to_status=Status.DISPATCHED,
+        message="Sent to the provider.",
+        provider_job_id=job_id,
+        next_check_at=_later(expected_seconds * 2 + settings.GENERATION_RECONCILE_GRACE_SECONDS),
+        redrive_attempts=0,
+    )
+
+
+def refuse_dispatch(generation: Generation, *, detail: str) -> bool:
+    """reserved -> failed (release pending): the provider refused the job for good."""
+    return _apply(
+        generation,
+        name="failed",
+        from_statuses=(Status.RESERVED,),
+        to_status=Status.FAILED,
+        message="The provider refused the request.",
+        detail=detail,
+        pending_action=PendingAction.RELEASE,
+        error_message="The provider refused this request. Your credits were returned.",
+        error_detail=detail,
+        next_check_at=_later(settings.GENERATION_SETTLE_GRACE_SECONDS),
+        finished_at=timezone.now(),
+    )
+
+
+def progress(generation: Generation, percent: int | None, *, next_check_seconds: float) -> bool:
+    """dispatched|processing -> processing: the provider says it is running."""
+    values: dict[str, object] = {
+        "next_check_at": _later(next_check_seconds),
+        "redrive_attempts": 0,
+    }
+    if percent is not None:
+        values["progress"] = max(min(int(percent), 99), generation.progress)
+    return _apply(
+        generation,
+        name="processing",
+        from_statuses=AT_PROVIDER,
+        to_status=Status.PROCESSING,
+        message="The provider is working on it.",
+        event=generation.status != Status.PROCESSING,
+        **values,
+    )
+
+
+def fail(generation: Generation, *, message: str, detail: str) -> bool:
+    """dispatched|processing -> failed (release pending): failure reported or output gone."""
+    return _apply(
+        generation,
+        name="failed",
+        from_statuses=AT_PROVIDER,
+        to_status=Status.FAILED,
+        message="The generation failed.",
+        detail=detail,
+        pending_action=PendingAction.RELEASE,
+        error_message=message,
+        error_detail=detail,
+        next_check_at=_later(settings.GENERATION_SETTLE_GRACE_SECONDS),
+        finished_at=timezone.now(),
+    )
+
+
+def cancel(generation: Generation) -> bool:
+    """reserved|dispatched|processing -> canceled (release pending): the user canceled."""
+    return _apply(
+        generation,
+        name="canceled",
+        from_statuses=CANCELABLE,
+        to_status=Status.CANCELED,
+        message="Canceled by you. Your credits were returned.",
+        pending_action=PendingAction.RELEASE,
+        next_check_at=_later(settings.GENERATION_SETTLE_GRACE_SECONDS),
+        finished_at=timezone.now(),
+    )
+
+
+def expire(generation: Generation, *, detail: str) -> bool:
+    """dispatched|processing -> expired: the hold lapsed and the provider is not running it."""
+    return _apply(
+        generation,
+        name="expired",
+        from_statuses=AT_PROVIDER,
+        to_status=Status.EXPIRED,
+        message="The provider did not finish in time. Your credits were returned.",
+        detail=detail,
+        error_message="The provider did not finish in time. Your credits were returned.",
+        error_detail=detail,
+        next_check_at=None,
+        finished_at=timezone.now(),
+    )
+
+
+def claim_capture(generation: Generation) -> bool:
+    """Claim the capture for a reported success (or a retried collection of an unpaid one)."""
+    return _apply(
+        generation,
+        name="capture_claimed",
+        from_statuses=(*CAPTURABLE, Status.UNPAID),
+        pending=(None, PendingAction.CAPTURE),
+        event=False,
+        pending_action=PendingAction.CAPTURE,
+        next_check_at=_later(settings.GENERATION_SETTLE_GRACE_SECONDS),
+    )
+
+
+def finish_capture(generation: Generation, *, to_status: str, ledger_status: str) -> bool:
+    """Apply the capture's outcome: -> succeeded (captured or late_charged) or -> unpaid."""
+    unpaid = to_status == Status.UNPAID
+    late = generation.status in (Status.FAILED, Status.EXPIRED, Status.UNPAID)
+    if unpaid:
+        message = "The output arrived late and your balance did not cover it; it is withheld."
+    elif late:
+        message = f"The output arrived late; {generation.cost} credits charged."
+    else:
+        message = f"Done; {generation.cost} credits charged."
+    return _apply(
+        generation,
+        name=ledger_status if late else "succeeded",
+        from_statuses=(*CAPTURABLE, Status.UNPAID),
+        to_status=to_status,
+        pending=(PendingAction.CAPTURE,),
+        message=message,
+        event=not (unpaid and generation.status == Status.UNPAID),
+        pending_action=None,
+        progress=100,
+        error_message=(
+            "The output is withheld until your balance covers it. Buy credits to unlock it."
+            if unpaid
+            else ""
+        ),
+        next_check_at=_later(settings.GENERATION_COLLECT_INTERVAL_SECONDS) if unpaid else None,
+        finished_at=timezone.now(),
+    )
+
+
+def finish_release(generation: Generation, *, ledger_status: str) -> bool:
+    """Confirm the release claimed by a failed, canceled or refused transition."""
+    return _apply(
+        generation,
+        name="released",
+        from_statuses=(Status.FAILED, Status.CANCELED),
+        pending=(PendingAction.RELEASE,),
+        message=f"{generation.cost} credits returned ({ledger_status}).",
+        pending_action=None,
+        next_check_at=None,
+    )
+
+
+def note(generation: Generation, name: str, message: str, detail: str = "") -> None:
+    """Record something on the timeline that does not change the state (a discarded output)."""
+    GenerationEvent.objects.create(
+        generation_id=generation.pk,
+        name=name,
+        from_status=generation.status,
+        to_status=generation.status,
+        message=message[:300],
+        detail=detail,
+    )

@@ -1,0 +1,162 @@
+"""Generation pages: thin views over services and selectors."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from generation import catalogue, selectors, services
+from generation.exceptions import GenerationError
+from generation.models import Generation, Status
+
+
+def _balance(user) -> int | None:
+    from ledger import api as ledger
+
+    return ledger.balance(user.pk).available
+
+
+def _estimate(user, model_key: str, data) -> dict:
+    """Return the live estimate: price, the user's balance and why submitting is disabled."""
+    try:
+        spec = catalogue.get_model(model_key)
+        params = catalogue.clean_parameters(spec, data)
+        cost = catalogue.price(spec.key, params)
+    except GenerationError as error:
+        return {"cost": None, "error": str(error), "disabled_reason": str(error)}
+    available = _balance(user)
+    ready, why = services.provider_status(spec.key)
+    reason = ""
+    if not ready:
+        reason = f"{spec.name} is unavailable here: {why}"
+    elif available is not None and available < cost:
+        reason = f"This costs {cost} credits and you have {available}. Buy credits to continue."
+    return {
+        "spec": spec,
+        "params": params,
+        "cost": cost,
+        "available": available,
+        "disabled_reason": reason,
+        "error": "",
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def create(request: HttpRequest) -> HttpResponse:
+    """Show the catalogue-driven form; on submit queue the generation and open its page."""
+    data = request.POST if request.method == "POST" else request.GET
+    model_key = data.get("model") or next(iter(catalogue.CATALOGUE))
+    if model_key not in catalogue.CATALOGUE:
+        model_key = next(iter(catalogue.CATALOGUE))
+    error = ""
+    if request.method == "POST" and "preview" not in request.POST:
+        try:
+            generation = services.submit_generation(
+                request.user,
+                model_key=model_key,
+                prompt=request.POST.get("prompt"),
+                params=request.POST,
+            )
+        except GenerationError as failure:
+            error = str(failure)
+        else:
+            return redirect("generation:detail", generation_id=generation.pk)
+    estimate = _estimate(request.user, model_key, data)
+    spec = catalogue.CATALOGUE[model_key]
+    chosen = estimate.get("params") or {}
+    fields = [(p, chosen.get(p.name, data.get(p.name, p.default))) for p in spec.parameters]
+    return render(
+        request,
+        "generation/create.html",
+        {
+            "models": catalogue.CATALOGUE.values(),
+            "selected": spec,
+            "fields": fields,
+            "estimate": estimate,
+            "prompt": data.get("prompt", ""),
+            "error": error,
+            "prompt_min": catalogue.PROMPT_MIN,
+            "prompt_max": catalogue.PROMPT_MAX,
+        },
+        status=400 if error else 200,
+    )
+
+
+@login_required
+@require_GET
+def estimate(request: HttpRequest) -> HttpResponse:
+    """Render the live cost estimate for the chosen model and parameters (htmx partial)."""
+    model_key = request.GET.get("model", "")
+    return render(
+        request,
+        "generation/partials/estimate.html",
+        {"estimate": _estimate(request.user, model_key, request.GET)},
+    )
+
+
+def _own(request: HttpRequest, generation_id: uuid.UUID) -> Generation:
+    try:
+        return selectors.generation_for(request.user, generation_id)
+    except Generation.DoesNotExist:
+        raise Http404("No such generation") from None
+
+
+def _live_context(generation: Generation) -> dict:
+    return {
+        "generation": generation,
+        "spec": catalogue.CATALOGUE.get(generation.model_key),
+        "outputs": selectors.outputs(generation),
+        "events": list(generation.events.all()),
+    }
+
+
+@login_required
+@require_GET
+def detail(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
+    """Show one generation: live status, outputs, timeline, cancel and its ledger entries."""
+    generation = _own(request, generation_id)
+    context = _live_context(generation)
+    context["ledger_lines"] = selectors.ledger_lines(generation)
+    return render(request, "generation/detail.html", context)
+
+
+@login_required
+@require_GET
+def progress(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
+    """Render the live part of the detail page; it keeps polling only while running."""
+    generation = _own(request, generation_id)
+    return render(request, "generation/partials/progress.html", _live_context(generation))
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
+    """Cancel the generation; credits come back at once."""
+    try:
+        services.cancel_generation(request.user, generation_id)
+    except Generation.DoesNotExist:
+        raise Http404("No such generation") from None
+    except GenerationError as error:
+        messages.warning(request, str(error))
+    else:
+        messages.success(request, "Canceled. Your credits were returned.")
+    return redirect("generation:detail", generation_id=generation_id)
+
+
+@login_required
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    """List the user's generations, paginated, optionally filtered by status."""
+    status = request.GET.get("status", "")
+    page = selectors.history_page(request.user, status=status, page=request.GET.get("page", 1))
+    return render(
+        request,
+        "generation/history.html",
+        {"page": page, "status": status if status in Status.values else "", "statuses": Status},
+    )
