@@ -1,0 +1,170 @@
+"""The provider callback endpoint: verified on the raw bytes, stored once, nothing else trusted."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import pytest
+
+from generation import services
+from generation.models import Generation, ProviderCallback, Status
+from tests.generation.flow import CALLBACK_URL, callback_body, deliver
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("generation_settings"),
+]
+REPLICATE_SECRET = "whsec_" + base64.b64encode(b"replicate-test-secret-0123456789").decode()
+
+
+def _job_record(job_id: str, status: str = "succeeded") -> dict:
+    return {
+        "generation_id": job_id,
+        "generation_status": status,
+        "generation_output_file": ["http://127.0.0.1:9/files/x/0.png"],
+    }
+
+
+def test_forged_signature_is_refused_and_nothing_is_stored(client):
+    """A body signed with another secret gets 401 and leaves no row."""
+    body = callback_body(_job_record("job-1"))
+    response = deliver(body, secret="whsec_not_ours", client=client)
+    assert response.status_code == 401
+    assert not ProviderCallback.objects.exists()
+
+
+def test_stale_signature_is_refused(client):
+    """A correctly signed body older than the five-minute tolerance gets 401."""
+    body = callback_body(_job_record("job-1"))
+    response = deliver(body, timestamp=int(time.time()) - 600, client=client)
+    assert response.status_code == 401
+    assert not ProviderCallback.objects.exists()
+
+
+def test_altered_body_is_refused(client):
+    """Changing one byte after signing breaks the signature."""
+    from tests.e2e.helpers import babysea_header
+    from tests.generation.conftest import SECRET
+
+    body = callback_body(_job_record("job-1"))
+    header = babysea_header(body, SECRET)
+    tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
+    response = client.post(
+        CALLBACK_URL,
+        data=tampered,
+        content_type="application/json",
+        HTTP_X_BABYSEA_SIGNATURE=header,
+    )
+    assert response.status_code == 401
+
+
+def test_oversized_body_is_refused(client, settings):
+    """A body over the limit gets 413 before any parsing."""
+    settings.PROVIDER_CALLBACK_MAX_BYTES = 2048
+    body = json.dumps({"padding": "x" * 4096}).encode()
+    response = deliver(body, client=client)
+    assert response.status_code == 413
+
+
+def test_same_delivery_is_stored_once(client):
+    """A redelivery with the same delivery id is acknowledged and not stored again."""
+    body = callback_body(_job_record("job-1"), delivery_id="whd_1")
+    first = deliver(body, client=client)
+    second = deliver(body, client=client)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json()["duplicate"] is True
+    assert ProviderCallback.objects.count() == 1
+
+
+def test_test_events_are_acknowledged_and_ignored(client):
+    """BabySea's webhook.test needs a 2xx but settles nothing."""
+    body = json.dumps(
+        {
+            "webhook_event": "credits.low_balance",
+            "webhook_delivery_id": "whd_t",
+            "webhook_timestamp": "x",
+            "webhook_data": {"current_balance": 1},
+        }
+    ).encode()
+    response = deliver(body, client=client)
+    assert response.status_code == 200
+    assert response.json()["ignored"] is True
+    assert not ProviderCallback.objects.exists()
+
+
+def test_unknown_provider_and_get_are_refused(client):
+    """Only known providers and POST are accepted."""
+    assert (
+        client.post(
+            "/webhooks/providers/nobody/", data=b"{}", content_type="application/json"
+        ).status_code
+        == 404
+    )
+    assert client.get(CALLBACK_URL).status_code == 405
+
+
+def test_malformed_but_signed_body_is_a_bad_request(client):
+    """A validly signed body that is not a BabySea payload gets 400."""
+    assert deliver(b'{"hello": 1}', client=client).status_code == 400
+
+
+def _replicate_headers(body: bytes, msg_id: str, secret: str = REPLICATE_SECRET) -> dict:
+    """Sign as Standard Webhooks specifies (written here independently of the app's verifier)."""
+    stamp = str(int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "HTTP_WEBHOOK_ID": msg_id,
+        "HTTP_WEBHOOK_TIMESTAMP": stamp,
+        "HTTP_WEBHOOK_SIGNATURE": "v1,bad v1," + base64.b64encode(digest).decode(),
+    }
+
+
+def test_replayed_body_against_another_generation_changes_nothing(client, alice, settings):
+    """A real signed body posted to another generation's URL still applies only to its own job."""
+    settings.REPLICATE_API_TOKEN = "r8_test"
+    settings.REPLICATE_WEBHOOK_SECRET = REPLICATE_SECRET
+    common = {
+        "user": alice,
+        "model_key": "sdxl-replicate",
+        "kind": "image",
+        "prompt": "p",
+        "cost": 8,
+        "provider": "replicate",
+        "hold_ttl_seconds": 60,
+    }
+    owner = Generation.objects.create(**common, status=Status.DISPATCHED, provider_job_id="pred-a")
+    victim = Generation.objects.create(**common, status=Status.DISPATCHED, provider_job_id="pred-b")
+    body = json.dumps({"id": "pred-a", "status": "failed", "error": "boom"}).encode()
+    response = client.post(
+        f"/webhooks/providers/replicate/?generation={victim.pk}",
+        data=body,
+        content_type="application/json",
+        **_replicate_headers(body, f"msg_{uuid.uuid4().hex}"),
+    )
+    assert response.status_code == 200
+    callback = ProviderCallback.objects.get()
+    assert callback.generation_id == owner.pk
+    assert services.settle_callback(callback.pk) == "failed"
+    victim.refresh_from_db()
+    owner.refresh_from_db()
+    assert victim.status == Status.DISPATCHED
+    assert owner.status == Status.FAILED
+
+
+def test_replicate_signature_with_the_wrong_secret_is_refused(client, settings):
+    """Standard Webhooks verification rejects a signature made with another key."""
+    settings.REPLICATE_WEBHOOK_SECRET = REPLICATE_SECRET
+    other = "whsec_" + base64.b64encode(b"another-secret-another-secret-xx").decode()
+    body = json.dumps({"id": "pred-a", "status": "succeeded"}).encode()
+    response = client.post(
+        "/webhooks/providers/replicate/",
+        data=body,
+        content_type="application/json",
+        **_replicate_headers(body, "msg_1", secret=other),
+    )
+    assert response.status_code == 401
+    assert not ProviderCallback.objects.exists()

@@ -1,0 +1,141 @@
+"""The generate, detail, progress, cancel and history pages."""
+
+import pytest
+from django.urls import reverse
+
+from generation.models import Generation, Status
+from ledger import api as ledger
+from tests.generation.flow import start
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("generation_settings"),
+]
+
+
+def _make(user, **extra) -> Generation:
+    values = {
+        "model_key": "flux-schnell",
+        "kind": "image",
+        "prompt": "a lighthouse",
+        "params": {"ratio": "1:1", "output_format": "png", "outputs": "1"},
+        "cost": 5,
+        "provider": "babysea",
+        "hold_ttl_seconds": 60,
+    }
+    return Generation.objects.create(user=user, **{**values, **extra})
+
+
+def test_generate_page_lists_the_catalogue_and_prices_the_defaults(alice_client, alice, fund):
+    """The form is built from the catalogue and shows the live price and the balance."""
+    fund(alice, 12)
+    response = alice_client.get(reverse("generation:create") + "?model=flux-pro")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Loop animation" in html and "Short clip" in html
+    assert '<span class="stat">12</span> credits' in html
+    assert "you have 12" in html
+    assert 'hx-get="/generations/estimate/"' in html
+
+
+def test_generate_button_is_disabled_with_a_reason_when_credits_are_short(alice_client):
+    """Without enough credits the submit button is disabled and says why."""
+    html = alice_client.get(reverse("generation:create")).content.decode()
+    assert "This costs 5 credits and you have 0" in html
+    assert "disabled" in html
+
+
+def test_estimate_partial_uses_the_catalogue_price(alice_client):
+    """The live estimate is the same function as the stored cost."""
+    url = reverse("generation:estimate") + "?model=clip-video&duration=5&resolution=720p"
+    assert '<span class="stat">125</span>' in alice_client.get(url).content.decode()
+
+
+def test_submit_queues_and_redirects_to_the_detail_page(alice_client, alice, fund):
+    """A valid submit stores a queued generation with its cost and opens its page."""
+    fund(alice, 20)
+    response = alice_client.post(
+        reverse("generation:create"),
+        {"model": "flux-schnell", "prompt": "a red kite", "outputs": "2", "ratio": "16:9"},
+    )
+    generation = Generation.objects.get(user=alice)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("generation:detail", args=[generation.pk])
+    assert (generation.status, generation.cost, generation.params["ratio"]) == (
+        Status.QUEUED,
+        10,
+        "16:9",
+    )
+
+
+def test_invalid_submit_shows_the_error_and_stores_nothing(alice_client, alice, fund):
+    """A value outside the catalogue is refused with a message; nothing is stored."""
+    fund(alice, 20)
+    response = alice_client.post(
+        reverse("generation:create"), {"model": "flux-schnell", "prompt": "a kite", "outputs": "9"}
+    )
+    assert response.status_code == 400
+    assert "Images must be one of 1, 2, 4." in response.content.decode()
+    assert not Generation.objects.exists()
+
+
+def test_progress_polls_only_while_running(alice_client, alice):
+    """The fragment carries hx-trigger every 1s while active and drops it when terminal."""
+    generation = _make(alice, status=Status.PROCESSING, progress=40)
+    url = reverse("generation:progress", args=[generation.pk])
+    html = alice_client.get(url).content.decode()
+    assert 'hx-trigger="every 1s"' in html and 'value="40"' in html
+    Generation.objects.filter(pk=generation.pk).update(status=Status.FAILED, error_message="x")
+    assert "hx-trigger" not in alice_client.get(url).content.decode()
+
+
+def test_detail_shows_timeline_and_ledger_entries(alice_client, alice, fund):
+    """The detail page lists the events and the hold's journal entries."""
+    fund(alice, 10)
+    generation = start(_make(alice))
+    html = alice_client.get(reverse("generation:detail", args=[generation.pk])).content.decode()
+    assert "5 credits held." in html
+    assert "<td>hold</td>" in html
+    assert "Cancel and return 5 credits" in html
+    ledger.release(generation.hold_reference)
+
+
+def test_cancel_from_the_page_returns_credits(alice_client, alice, fund):
+    """POST cancel moves to canceled and the balance is back at once."""
+    fund(alice, 10)
+    generation = start(_make(alice))
+    response = alice_client.post(reverse("generation:cancel", args=[generation.pk]))
+    assert response.status_code == 302
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED
+    assert ledger.balance(alice.pk).available == 10
+
+
+def test_other_users_generations_are_not_found(client, alice, bob):
+    """Bob gets 404 on Alice's detail, progress and cancel."""
+    generation = _make(alice, status=Status.PROCESSING)
+    client.force_login(bob)
+    for name in ("generation:detail", "generation:progress"):
+        assert client.get(reverse(name, args=[generation.pk])).status_code == 404
+    assert client.post(reverse("generation:cancel", args=[generation.pk])).status_code == 404
+    generation.refresh_from_db()
+    assert generation.status == Status.PROCESSING
+
+
+def test_history_filters_by_status_and_paginates(alice_client, alice, bob):
+    """History shows only the user's rows, 12 a page, filtered by status."""
+    for _ in range(13):
+        _make(alice, status=Status.SUCCEEDED)
+    _make(alice, status=Status.FAILED, prompt="the failed one")
+    _make(bob, status=Status.FAILED, prompt="bob's row")
+    page_one = alice_client.get(reverse("generation:history")).content.decode()
+    assert "Page 1 of 2" in page_one
+    failed = alice_client.get(reverse("generation:history") + "?status=failed").content.decode()
+    assert "the failed one" in failed and "bob&#x27;s row" not in failed
+    assert "a lighthouse" not in failed
+
+
+def test_pages_require_login(client):
+    """Anonymous visitors are sent to sign in."""
+    response = client.get(reverse("generation:create"))
+    assert response.status_code == 302 and "login" in response["Location"]
