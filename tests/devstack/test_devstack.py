@@ -256,3 +256,33 @@ def test_sigterm_reaches_cmd_and_its_code_is_returned(launch, tmp_path):
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 128 + signal.SIGTERM
+
+
+def test_servers_left_by_a_killed_run_are_reaped_only_when_still_theirs(tmp_path):
+    """A recorded PID is stopped when its start time and binary match, and spared otherwise."""
+    orphan = subprocess.Popen(["sleep", "300"])
+    stranger = subprocess.Popen(["sleep", "301"])
+    try:
+        start, exe = process_identity(orphan.pid)
+        other_start, other_exe = process_identity(stranger.pid)
+        records = [
+            {"name": "valkey", "pid": orphan.pid, "start": start, "exe": exe, "signal": 15},
+            # Same PID reused by another program: its start time no longer matches.
+            {"name": "s3", "pid": stranger.pid, "start": other_start - 1, "exe": other_exe,
+             "signal": 15},
+        ]  # fmt: skip
+        (tmp_path / "pids.json").write_text(json.dumps(records))
+        done = subprocess.run(
+            [sys.executable, "-m", "config.devstack", "--state", str(tmp_path), "--", "true"],
+            cwd=ROOT, env=launcher_env(**NO_POSTGRES, **NO_VALKEY, **NO_S3),
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert orphan.wait(timeout=5) == -signal.SIGTERM
+        assert f"stopped valkey (pid {orphan.pid}) left by an earlier run" in done.stderr
+        assert stranger.poll() is None
+    finally:
+        orphan.kill()
+        stranger.kill()
+        orphan.wait()
+        stranger.wait()
