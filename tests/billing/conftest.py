@@ -26,9 +26,13 @@ def stripe_signature(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp=Non
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def make_event(event_type: str, data_object: dict, *, livemode: bool = False, **extra) -> dict:
-    """Return an event envelope in Stripe's shape (a thin copy of the session, no expansions)."""
-    data_object = {k: v for k, v in data_object.items() if k != "line_items"}
+def make_event(
+    event_type: str, data_object: dict, *, livemode: bool = False, expanded: bool = False, **extra
+) -> dict:
+    """Return an event envelope in Stripe's shape (the session without expansions, unless
+    ``expanded``)."""
+    if not expanded:
+        data_object = {k: v for k, v in data_object.items() if k != "line_items"}
     return {
         "id": extra.pop("event_id", "evt_" + secrets.token_hex(12)),
         "object": "event",
@@ -47,8 +51,9 @@ def encode(event: dict) -> bytes:
 
 
 @pytest.fixture
-def post_event(client, stripe_settings):
+def post_event(client, settings):
     """POST a signed event to the webhook with the test client; return the response."""
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
 
     def post(event: dict | bytes, *, signature: str | None = None, timestamp=None):
         payload = event if isinstance(event, bytes) else encode(event)

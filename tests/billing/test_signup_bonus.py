@@ -1,0 +1,58 @@
+"""The sign-up bonus: granted once per user after email verification, never before."""
+
+import pytest
+from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+
+from billing import services
+from config.celery import app as celery_app
+from ledger import selectors as ledger_selectors
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def eager_celery():
+    """Run queued tasks inline, so the test sees the task the signal queued run for real."""
+    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
+
+
+def confirm(client, address: EmailAddress):
+    key = EmailConfirmationHMAC(address).key
+    return client.post(f"/accounts/confirm-email/{key}/")
+
+
+def test_verifying_email_grants_the_bonus_once(client, user_factory, settings, eager_celery):
+    settings.SIGNUP_BONUS_CREDITS = 100
+    user = user_factory(verified=False)
+    address = EmailAddress.objects.get(user=user)
+    assert ledger_selectors.balance(user.pk).available == 0
+
+    first = confirm(client, address)
+    EmailAddress.objects.filter(pk=address.pk).update(verified=False)
+    confirm(client, address)
+
+    assert first.status_code == 302
+    assert ledger_selectors.balance(user.pk).available == 100
+    grants = ledger_selectors.journal_page(user.pk).entries
+    assert [(e.kind, e.idempotency_key) for e in grants] == [("grant", f"signup:{user.pk}")]
+
+
+def test_no_bonus_when_the_setting_is_zero(client, user_factory, settings, eager_celery):
+    settings.SIGNUP_BONUS_CREDITS = 0
+    user = user_factory(verified=False)
+
+    confirm(client, EmailAddress.objects.get(user=user))
+
+    assert ledger_selectors.balance(user.pk).available == 0
+
+
+def test_bonus_skips_a_deactivated_user(user_factory, settings):
+    settings.SIGNUP_BONUS_CREDITS = 100
+    user = user_factory()
+    user.deactivate()
+
+    assert services.grant_signup_bonus(user.pk) == "skipped"
+    assert ledger_selectors.balance(user.pk).available == 0

@@ -1,0 +1,140 @@
+"""The Checkout stand-in: a buyer's journey over real HTTP, the command, and the off switch."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from billing.models import CheckoutSession, ReviewItem, StripeEvent
+from ledger import selectors as ledger_selectors
+from tests.billing.conftest import encode, make_event, stripe_signature
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def standin_pack(pack_factory, standin_settings):
+    return pack_factory(credits=250, price_amount=2500, slug="builder")
+
+
+@pytest.fixture
+def buyer(live_server, alice):
+    """Alice's browser, talking to the live server's host so the stand-in posts back to it."""
+    client = Client(HTTP_HOST=urlsplit(live_server.url).netloc)
+    client.force_login(alice)
+    return client
+
+
+def test_buyer_pays_on_the_standin_and_the_webhook_grants(buyer, alice, standin_pack):
+    bought = buyer.post("/billing/buy/", {"pack": standin_pack.pk})
+    assert bought.status_code == 303 and bought["Location"].startswith("/billing/standin/cs_test_")
+
+    page = buyer.get(bought["Location"])
+    assert b"Test mode." in page.content and b"Pay $25.00" in page.content
+
+    paid = buyer.post(bought["Location"], {"action": "pay"})
+    assert paid.status_code == 303
+    success = buyer.get(paid["Location"])
+
+    assert b"Payment received. 250 credits were added" in success.content
+    assert ledger_selectors.balance(alice.pk).available == 250
+    checkout = CheckoutSession.objects.get(user=alice)
+    assert checkout.status == "paid" and checkout.stripe_payment_intent_id.startswith("pi_standin_")
+    event = StripeEvent.objects.get(type="checkout.session.completed")
+    assert event.processed_at is not None and event.livemode is False
+
+
+def test_delayed_payment_on_the_standin_processes_then_settles(buyer, alice, standin_pack):
+    location = buyer.post("/billing/buy/", {"pack": standin_pack.pk})["Location"]
+
+    session_id = location.rstrip("/").rsplit("/", 1)[1]
+
+    buyer.post(location, {"action": "pay_delayed"})
+    processing = buyer.get("/billing/success/", {"session_id": session_id})
+    assert b"Your payment is processing" in processing.content
+    assert ledger_selectors.balance(alice.pk).available == 0
+
+    buyer.post(location, {"action": "settle"})
+
+    assert ledger_selectors.balance(alice.pk).available == 250
+    assert CheckoutSession.objects.get(user=alice).status == "paid"
+
+
+def test_command_sends_a_signed_event_that_grants_once(live_server, alice, standin_pack, capsys):
+    url = live_server.url + "/webhooks/stripe/"
+
+    call_command(
+        "stripe_send_event",
+        "checkout.session.completed",
+        email=alice.email,
+        pack="builder",
+        url=url,
+    )
+    checkout = CheckoutSession.objects.get(user=alice)
+    call_command(
+        "stripe_send_event",
+        "checkout.session.async_payment_succeeded",
+        session=checkout.stripe_session_id,
+        url=url,
+    )
+
+    assert "webhook answered 200" in capsys.readouterr().out
+    assert ledger_selectors.balance(alice.pk).available == 250
+
+
+def test_independently_signed_variant_is_checked_like_stripes(post_event, alice, standin_pack):
+    from billing import services
+
+    checkout = services.start_checkout(alice, standin_pack)
+    session = {
+        "id": checkout.stripe_session_id,
+        "status": "complete",
+        "payment_status": "paid",
+        "line_items": {"data": [{"price": {"id": "price_cheap"}, "quantity": 1}]},
+    }
+
+    assert (
+        post_event(make_event("checkout.session.completed", session, expanded=True)).status_code
+        == 200
+    )
+
+    assert ReviewItem.objects.get().reason == ReviewItem.Reason.SNAPSHOT_MISMATCH
+    assert ledger_selectors.balance(alice.pk).available == 0
+
+
+def test_standin_page_and_command_are_refused_when_the_switch_is_off(
+    alice_client, alice, standin_pack, settings
+):
+    from billing import services
+
+    checkout = services.start_checkout(alice, standin_pack)
+    settings.BILLING_STANDIN_ENABLED = False
+
+    page = alice_client.get(f"/billing/standin/{checkout.stripe_session_id}/")
+    pay = alice_client.post(f"/billing/standin/{checkout.stripe_session_id}/", {"action": "pay"})
+    with pytest.raises(CommandError, match="stand-in is off"):
+        call_command(
+            "stripe_send_event", "checkout.session.completed", email=alice.email, pack="builder"
+        )
+
+    assert (page.status_code, pay.status_code) == (404, 404)
+    assert not StripeEvent.objects.exists()
+
+
+def test_standin_page_of_another_user_is_not_found(client, bob, alice, standin_pack):
+    from billing import services
+
+    checkout = services.start_checkout(alice, standin_pack)
+    client.force_login(bob)
+
+    assert client.get(f"/billing/standin/{checkout.stripe_session_id}/").status_code == 404
+
+
+def test_standin_events_verify_with_the_independent_signer(standin_pack, alice, settings):
+    from billing import standin
+
+    payload = encode(make_event("customer.created", {"id": "cus_x"}))
+    header = standin.signature_header(payload, settings.STRIPE_WEBHOOK_SECRET, timestamp=1700000000)
+
+    assert header == stripe_signature(payload, timestamp=1700000000)
