@@ -1,0 +1,359 @@
+"""Benchmark the ledger functions against a raw guarded UPDATE on one server (DESIGN section 9).
+
+Creates its own database with the project's bootstrap (roles, default privileges), migrates it
+with ``manage.py migrate`` as the owner, then measures, with 8 client processes on separate
+connections (psycopg, prepared statements after the first calls, autocommit):
+
+* ops/s of ``UPDATE ... SET available = available - 1 WHERE ... AND available >= 1`` (the
+  baseline), ``ledger_hold``, hold+capture cycles and ``ledger_grant``, each on 1000 accounts
+  (spread) and on 1 hot account, interleaved round by round, each with its ratio to the baseline;
+* the time to expire 100,000 due holds with ``ledger_expire_due``;
+* ``ledger_check()`` and the sweeper at 10 thousand and at 1 million journal rows (``--quick``:
+  100 thousand).
+
+Prints a table and ends with one JSON line. Needs ``DATABASE_ADMIN_URL`` (a superuser); run it
+through the launcher so fsync and synchronous_commit are on:
+``python -m config.devstack --test -- .venv/bin/python bench/ledger.py --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.dbroles import RolePlan, bootstrap, drop_database, url_for_database  # noqa: E402
+from config.env import with_credentials  # noqa: E402
+
+CLIENTS = 8
+SPREAD_ACCOUNTS = 1000
+FUNDS = 10**11
+
+
+def _worker(url, case, accounts, seconds, tag, start_barrier, results):
+    """Run one case on one connection for ``seconds`` after the barrier; report the op count."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        count, i = 0, 0
+        rng = random.Random(tag)
+        start_barrier.wait()
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            account = accounts[rng.randrange(len(accounts))]
+            i += 1
+            ref = f"{tag}-{i}"
+            if case == "raw":
+                conn.execute(
+                    "UPDATE bench_raw SET available = available - 1 "
+                    "WHERE account_id = %s AND available >= 1",
+                    [account],
+                )
+            elif case == "hold":
+                conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
+            elif case == "cycle":
+                conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
+                conn.execute("SELECT * FROM ledger_capture(%s, NULL)", [ref])
+            elif case == "grant":
+                conn.execute("SELECT * FROM ledger_grant(%s, 1, %s, 'bench', '')", [account, ref])
+            count += 1
+        results.put(count)
+
+
+def run_case(url: str, case: str, accounts: list[str], seconds: float) -> float:
+    """Return ops/s of ``case`` with CLIENTS processes."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(CLIENTS + 1)
+    results = ctx.Queue()
+    tag = uuid.uuid4().hex[:10]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(url, case, accounts, seconds, f"{tag}-{n}", barrier, results)
+        )
+        for n in range(CLIENTS)
+    ]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    started = time.perf_counter()
+    total = sum(results.get(timeout=seconds + 60) for _ in procs)
+    elapsed = max(time.perf_counter() - started, seconds)
+    for p in procs:
+        p.join()
+    return total / elapsed
+
+
+def migrate(admin_url: str, plan: RolePlan) -> tuple[str, str]:
+    """Bootstrap the bench database and run the project's migrations as its owner."""
+    drop_database(admin_url, plan.dbname)
+    bootstrap(admin_url, plan)
+    owner = with_credentials(admin_url, user=plan.owner, password="", dbname=plan.dbname)
+    app = with_credentials(admin_url, user=plan.app, password="", dbname=plan.dbname)
+    env = {
+        **os.environ,
+        "DATABASE_URL": app,
+        "DATABASE_OWNER_URL": owner,
+        "DATABASE_ROLE_PREFIX": plan.prefix,
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", uuid.uuid4().hex * 2),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return owner, app
+
+
+def seed_accounts(app: str, owner: str, prefix: str) -> tuple[list[str], list[str]]:
+    """Fund 1000 spread accounts and one hot one, and the raw baseline's table alike."""
+    spread = [str(uuid.uuid4()) for _ in range(SPREAD_ACCOUNTS)]
+    hot = [str(uuid.uuid4())]
+    with psycopg.connect(app, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "SELECT ledger_grant(%s, %s, %s, 'bench', '')",
+            [(a, FUNDS, f"seed-{a}") for a in spread + hot],
+        )
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE bench_raw (account_id uuid PRIMARY KEY, available bigint NOT NULL "
+            "CHECK (available >= 0)) WITH (fillfactor = 70)"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO bench_raw VALUES (%s, %s)", [(a, FUNDS) for a in spread + hot]
+            )
+        conn.execute(f'GRANT SELECT, UPDATE ON bench_raw TO "{prefix}_app"')
+        conn.execute("ANALYZE")
+    return spread, hot
+
+
+def grow_journal(owner: str, accounts: list[str], rows: int) -> None:
+    """Append ``rows`` consistent grant entries (as the owner, in bulk) spread over ``accounts``."""
+    per = max(1, rows // len(accounts))
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(
+            """
+            WITH acc AS (SELECT a.account_id, a.available, a.held, a.version
+                         FROM ledger_account a WHERE a.account_id = ANY(%s::uuid[])),
+            ins AS (
+                INSERT INTO ledger_entry (account_id, account_version, kind, amount,
+                    available_delta, held_delta, available_after, held_after, idempotency_key,
+                    source)
+                SELECT acc.account_id, acc.version + g, 'grant', 1, 1, 0, acc.available + g,
+                       acc.held, 'grow-' || acc.account_id || '-' || (acc.version + g), 'bench'
+                FROM acc, generate_series(1, %s) g
+            )
+            UPDATE ledger_account a SET available = a.available + %s, granted = a.granted + %s,
+                   version = a.version + %s
+            WHERE a.account_id = ANY(%s::uuid[])
+            """,
+            [accounts, per, per, per, per, accounts],
+        )
+        for table in ("ledger_entry", "ledger_account", "ledger_hold"):
+            conn.execute(f"VACUUM ANALYZE {table}")
+
+
+def make_due_holds(owner: str, accounts: list[str], count: int) -> None:
+    """Create ``count`` consistent pending holds that are already due (as the owner, in bulk)."""
+    per = max(1, count // len(accounts))
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(
+            """
+            WITH acc AS (SELECT a.account_id, a.available, a.held, a.version
+                         FROM ledger_account a WHERE a.account_id = ANY(%s::uuid[])),
+            h AS (
+                INSERT INTO ledger_hold (reference, account_id, amount, expires_at)
+                SELECT 'due-' || gen_random_uuid(), acc.account_id, 1, now() - interval '1 minute'
+                FROM acc, generate_series(1, %s)
+                RETURNING hold_id, account_id
+            ),
+            steps AS (
+                SELECT h.hold_id, h.account_id,
+                       row_number() OVER (PARTITION BY h.account_id ORDER BY h.hold_id) AS n
+                FROM h
+            )
+            INSERT INTO ledger_entry (account_id, account_version, kind, amount, available_delta,
+                held_delta, available_after, held_after, hold_id)
+            SELECT s.account_id, acc.version + s.n, 'hold', 1, -1, 1, acc.available - s.n,
+                   acc.held + s.n, s.hold_id
+            FROM steps s JOIN acc USING (account_id)
+            """,
+            [accounts, per],
+        )
+        conn.execute(
+            "UPDATE ledger_account SET available = available - %s, held = held + %s, "
+            "version = version + %s WHERE account_id = ANY(%s::uuid[])",
+            [per, per, per, accounts],
+        )
+        conn.execute("VACUUM ANALYZE ledger_hold")
+        conn.execute("VACUUM ANALYZE ledger_account")
+
+
+def sweep_all(app: str) -> tuple[int, float]:
+    """Expire every due hold; return (count, seconds)."""
+    with psycopg.connect(app, autocommit=True) as conn:
+        started = time.perf_counter()
+        total = 0
+        while expired := conn.execute("SELECT ledger_expire_due(10000)").fetchone()[0]:
+            total += expired
+        return total, time.perf_counter() - started
+
+
+def time_check(app: str, repeats: int = 3) -> tuple[float, int]:
+    """Return the best of ``repeats`` ledger_check() timings and its violation count."""
+    best, violations = float("inf"), 0
+    with psycopg.connect(app, autocommit=True) as conn:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            violations = len(conn.execute("SELECT * FROM ledger_check()").fetchall())
+            best = min(best, time.perf_counter() - started)
+    return best, violations
+
+
+def time_sweeper(app: str, owner: str, accounts: list[str]) -> float:
+    """Return the seconds to expire 1000 due holds spread over ``accounts``."""
+    make_due_holds(owner, accounts, 1000)
+    count, seconds = sweep_all(app)
+    assert count >= 1000, count
+    return seconds
+
+
+def journal_rows(owner: str) -> int:
+    with psycopg.connect(owner, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter runs, 100k-row scaling (<60 s)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args()
+    admin_url = os.environ.get("DATABASE_ADMIN_URL")
+    if not admin_url:
+        print("DATABASE_ADMIN_URL is required (run through python -m config.devstack --test)")
+        return 2
+    seconds, rounds = (2.0, 1) if args.quick else (8.0, 3)
+    big = 100_000 if args.quick else 1_000_000
+    dbname = f"bench_ledger_{uuid.uuid4().hex[:6]}"
+    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
+    wall = time.perf_counter()
+    owner, app = migrate(admin_url, plan)
+    try:
+        with psycopg.connect(url_for_database(admin_url, dbname), autocommit=True) as conn:
+            server = {
+                "postgres_version": conn.execute("SHOW server_version").fetchone()[0],
+                "fsync": conn.execute("SHOW fsync").fetchone()[0],
+                "synchronous_commit": conn.execute("SHOW synchronous_commit").fetchone()[0],
+            }
+        spread, hot = seed_accounts(app, owner, plan.prefix)
+        cases = [
+            ("raw", "spread"),
+            ("raw", "hot"),
+            ("hold", "spread"),
+            ("hold", "hot"),
+            ("cycle", "spread"),
+            ("cycle", "hot"),
+            ("grant", "spread"),
+            ("grant", "hot"),
+        ]
+        rates: dict[str, list[float]] = {f"{c}_{w}": [] for c, w in cases}
+        for _ in range(rounds):
+            for case, where in cases:
+                accounts = spread if where == "spread" else hot
+                rates[f"{case}_{where}"].append(run_case(app, case, accounts, seconds))
+        median = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+
+        # Scaling: check and sweeper at ~10k journal rows, then at `big` rows.
+        small_rows = journal_rows(owner)
+        # Measure both sizes in the same state: freshly vacuumed and analyzed.
+        grow_journal(owner, spread + hot, max(10_000 - small_rows, len(spread) + 1))
+        rows_small = journal_rows(owner)
+        check_small, _ = time_check(app)
+        sweep_small = time_sweeper(app, owner, spread)
+        grow_journal(owner, spread + hot, big - journal_rows(owner))
+        rows_big = journal_rows(owner)
+        check_big, violations = time_check(app)
+        sweep_big = time_sweeper(app, owner, spread)
+
+        make_due_holds(owner, spread, 100_000)
+        expired, sweeper_100k = sweep_all(app)
+        final_check, violations_after = time_check(app, repeats=1)
+    finally:
+        if not args.keep:
+            drop_database(admin_url, dbname)
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                for role in (plan.app, plan.owner):
+                    conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+    def ratio(case: str, where: str) -> float:
+        return round(median[f"{case}_{where}"] / median[f"raw_{where}"], 3)
+
+    figures = {
+        "raw_spread_per_s": round(median["raw_spread"]),
+        "raw_hot_per_s": round(median["raw_hot"]),
+        "hold_spread_per_s": round(median["hold_spread"]),
+        "hold_hot_per_s": round(median["hold_hot"]),
+        "cycle_spread_per_s": round(median["cycle_spread"]),
+        "cycle_hot_per_s": round(median["cycle_hot"]),
+        "grant_spread_per_s": round(median["grant_spread"]),
+        "grant_hot_per_s": round(median["grant_hot"]),
+        "hold_vs_raw_spread": ratio("hold", "spread"),
+        "hold_vs_raw_hot": ratio("hold", "hot"),
+        "cycle_vs_raw_spread": ratio("cycle", "spread"),
+        "cycle_vs_raw_hot": ratio("cycle", "hot"),
+        "grant_vs_raw_spread": ratio("grant", "spread"),
+        "grant_vs_raw_hot": ratio("grant", "hot"),
+        "sweeper_100k_seconds": round(sweeper_100k, 3),
+        "sweeper_100k_expired": expired,
+        "journal_rows_small": rows_small,
+        "journal_rows_big": rows_big,
+        "check_small_seconds": round(check_small, 4),
+        "check_big_seconds": round(check_big, 4),
+        "check_scaling": round(check_big / check_small, 3),
+        "sweeper_1k_small_seconds": round(sweep_small, 4),
+        "sweeper_1k_big_seconds": round(sweep_big, 4),
+        "sweeper_scaling": round(sweep_big / sweep_small, 3),
+        "check_violations": violations + violations_after,
+        "final_check_seconds": round(final_check, 4),
+        "clients": CLIENTS,
+        "seconds_per_case": seconds,
+        "rounds": rounds,
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "wall_seconds": round(time.perf_counter() - wall, 1),
+        **server,
+    }
+    print(f"{'case':<14}{'spread ops/s':>14}{'x raw':>8}{'hot ops/s':>12}{'x raw':>8}")
+    for case in ("raw", "hold", "cycle", "grant"):
+        print(
+            f"{case:<14}{median[case + '_spread']:>14.0f}{ratio(case, 'spread'):>8.2f}"
+            f"{median[case + '_hot']:>12.0f}{ratio(case, 'hot'):>8.2f}"
+        )
+    print(f"sweeper: {expired} due holds expired in {sweeper_100k:.2f} s")
+    print(
+        f"ledger_check(): {check_small * 1000:.1f} ms at {rows_small} rows, "
+        f"{check_big * 1000:.1f} ms at {rows_big} rows (x{check_big / check_small:.2f})"
+    )
+    print(
+        f"sweeper (1000 due): {sweep_small * 1000:.1f} ms at {rows_small} rows, "
+        f"{sweep_big * 1000:.1f} ms at {rows_big} rows (x{sweep_big / sweep_small:.2f})"
+    )
+    print(json.dumps(figures))
+    return 0 if figures["check_violations"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
