@@ -26,7 +26,7 @@ DEV_DIR = ROOT / ".dev"
 ENV_FILE = DEV_DIR / "env"
 STOP_TIMEOUT = 10.0
 PREFERRED_WEB_PORT = 8000
-PREFERRED_PROVIDER_PORT = 8001
+PREFERRED_PROVIDER_PORT = 8010  # settings' default LOCAL_PROVIDER_URL
 SWITCHES = {
     "DJANGO_ENV": "development",
     "DEBUG": "true",
@@ -191,6 +191,8 @@ def main() -> int:
         return 0
     # collectstatic is skipped: with DEBUG on, runserver serves static files from the apps.
     web_port = choose_port("web", PREFERRED_WEB_PORT, "devrun")
+    # Links in emails and provider callbacks must reach this server even on a fallback port.
+    env.setdefault("SITE_URL", f"http://127.0.0.1:{web_port}")
     if (ROOT / "generation" / "local_provider" / "__main__.py").exists():
         provider_port = choose_port("local provider", PREFERRED_PROVIDER_PORT, "devrun")
         env["LOCAL_PROVIDER_URL"] = f"http://127.0.0.1:{provider_port}"

@@ -58,6 +58,8 @@ class ServiceError(Exception):
 
 
 class Spawn(Protocol):
+    """Start a server process that is recorded and dies with the launcher (Stack._spawn)."""
+
     def __call__(
         self, name: str, argv: list[str], stop_signal: int, **kwargs: object
     ) -> subprocess.Popen: ...
