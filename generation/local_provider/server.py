@@ -17,7 +17,8 @@ times, alternating a resend of the same delivery and a new delivery id), ``fail_
 ``success_after_failure``, ``reorder`` (completed before started), ``lose_callback`` (send none;
 polling still works), ``crash`` (the job vanishes mid-way: 404 and no callback), ``output_404``
 (output files answer 404), ``vanish_ms`` (the job answers 404 for that long, then succeeds and
-calls back late), ``callback_delay_ms`` (wait before sending the final callback).
+calls back late), ``callback_delay_ms`` (wait before sending the final callback),
+``slow_output_ms`` (output downloads stall that long first: a settle caught mid-ingest).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ FAULT_KEYS = {
     "output_404": bool,
     "vanish_ms": int,
     "callback_delay_ms": int,
+    "slow_output_ms": int,
 }
 
 
@@ -477,6 +479,8 @@ class Handler(BaseHTTPRequestHandler):
             _ext, data, content_type = job.outputs[index]
         except (ValueError, IndexError):
             raise ApiError(404, "BSE4004", "no such file") from None
+        if job.faults.get("slow_output_ms"):
+            time.sleep(job.faults["slow_output_ms"] / 1000)
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
