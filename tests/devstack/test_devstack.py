@@ -175,6 +175,8 @@ def test_busy_preferred_port_is_replaced_and_announced(tmp_path):
     preferred = PREFERRED_PORTS["valkey"]
     with socket.socket() as blocker:
         if port_is_free(preferred):
+            # Same option as the probe, or TIME_WAIT leftovers of an earlier stack block the bind.
+            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             blocker.bind(("127.0.0.1", preferred))
             blocker.listen()
         show = "import os; print(os.environ['REDIS_URL'])"
