@@ -110,12 +110,14 @@ def busy(account, ref):
 
 CORRUPTIONS = {
     "cached balance raised": (
-        "UPDATE ledger_account SET available = available + 50, granted = granted + 50 WHERE account_id = %s",
+        "UPDATE ledger_account SET available = available + 50, granted = granted + 50"
+        " WHERE account_id = %s",
         "account_matches_latest_entry",
         "check",
     ),
     "latest entry deleted": (
-        "DELETE FROM ledger_entry WHERE entry_id = (SELECT max(entry_id) FROM ledger_entry WHERE account_id = %s)",
+        "DELETE FROM ledger_entry WHERE entry_id ="
+        " (SELECT max(entry_id) FROM ledger_entry WHERE account_id = %s)",
         "account_matches_latest_entry",
         "check",
     ),
@@ -132,9 +134,10 @@ CORRUPTIONS = {
         "check",
     ),
     "forged entry appended": (
-        "INSERT INTO ledger_entry (account_id, account_version, kind, amount, available_delta, held_delta,"
-        " available_after, held_after, idempotency_key, source)"
-        " SELECT account_id, version + 1, 'grant', 1000, 1000, 0, available + 1000, held, gen_random_uuid()::text, 'x'"
+        "INSERT INTO ledger_entry (account_id, account_version, kind, amount, available_delta,"
+        " held_delta, available_after, held_after, idempotency_key, source)"
+        " SELECT account_id, version + 1, 'grant', 1000, 1000, 0, available + 1000, held,"
+        " gen_random_uuid()::text, 'x'"
         " FROM ledger_account WHERE account_id = %s",
         "account_matches_latest_entry",
         "check",

@@ -3,7 +3,6 @@
 import multiprocessing
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import psycopg
@@ -280,7 +279,8 @@ def test_api_reconnects_and_retries_after_its_backend_is_terminated(connect, acc
     pid = None
     for _ in range(100):
         row = admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%ledger_hold(%%'"
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE '%%ledger_hold(%%'"
         ).fetchone()
         if row:
             pid = row[0]
@@ -332,7 +332,8 @@ def test_api_retries_serialization_failures_with_the_same_arguments(account, ref
                 failures["left"] -= 1
                 # A real 40001 from the server, raised through Django's error wrapper.
                 return self._cursor.execute(
-                    "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'forced'; END $$"
+                    "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'forced';"
+                    " END $$"
                 )
             return self._cursor.execute(sql, params)
 
