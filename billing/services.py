@@ -147,8 +147,8 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
             return Fulfilment("review")
         return Fulfilment("ignored")
 
-    _record_stripe_state(checkout, session)
     if not paid:
+        _record_stripe_state(checkout, session)
         if session.get("status") == "expired":
             _transition(checkout, Status.EXPIRED, allowed=(Status.OPEN,))
             return Fulfilment("expired", checkout)
@@ -156,6 +156,7 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
 
     problem = checkout_problem(checkout, session)
     if problem is not None:
+        _record_stripe_state(checkout, session)
         reason, detail = problem
         return _send_to_review(checkout, reason, detail)
 
@@ -167,16 +168,11 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
         memo=f"{checkout.pack.name}: Stripe Checkout {session_id} ({source})",
     )
     if result.status == "conflict":
+        _record_stripe_state(checkout, session)
         return _send_to_review(
             checkout, Reason.GRANT_CONFLICT, f"The ledger already used {checkout.grant_key}."
         )
-    CheckoutSession.objects.filter(pk=checkout.pk).exclude(status=Status.PAID).update(
-        status=Status.PAID,
-        fulfilled_at=timezone.now(),
-        ledger_entry_id=result.entry_id,
-        updated_at=timezone.now(),
-    )
-    checkout.refresh_from_db()
+    _mark_paid(checkout, result.entry_id, _stripe_state(checkout, session))
     logger.info(
         "checkout %s: %s by %s", session_id, result.status, source, extra={"checkout": session_id}
     )
@@ -193,10 +189,13 @@ def checkout_problem(checkout: CheckoutSession, session: dict) -> tuple[str, str
     owners = {
         "client_reference_id": session.get("client_reference_id"),
         "metadata.user_id": metadata.get("user_id"),
-        "customer's user": _customer_user(customer, checkout.mode),
     }
     strangers = {name: value for name, value in owners.items() if value != user_id}
-    if strangers or customer != checkout.stripe_customer_id:
+    # The purchase's customer came from its user's mapping, and mappings never change owner,
+    # so the same customer id means the same user.
+    if customer != checkout.stripe_customer_id:
+        strangers["customer's user"] = _customer_user(customer, checkout.mode)
+    if strangers:
         return (
             Reason.OWNER_MISMATCH,
             f"Purchase by user {user_id} with customer {checkout.stripe_customer_id}; the session "
@@ -331,12 +330,7 @@ def resolve_review(item: ReviewItem, *, actor: Any, grant: bool, note: str = "")
         )
         if result.status == "conflict":
             raise BillingError(f"The ledger refused {checkout.grant_key}: {result.status}.")
-        CheckoutSession.objects.filter(pk=checkout.pk).exclude(status=Status.PAID).update(
-            status=Status.PAID,
-            fulfilled_at=timezone.now(),
-            ledger_entry_id=result.entry_id,
-            updated_at=timezone.now(),
-        )
+        _mark_paid(checkout, result.entry_id, {})
     updated = ReviewItem.objects.filter(pk=item.pk, resolved_at=None).update(
         resolved_at=timezone.now(),
         resolved_by=actor,
@@ -381,15 +375,31 @@ def _transition(checkout: CheckoutSession, to: str, *, allowed: tuple[str, ...])
     return bool(changed)
 
 
-def _record_stripe_state(checkout: CheckoutSession, session: dict) -> None:
+def _mark_paid(checkout: CheckoutSession, entry_id: int | None, state: dict) -> None:
+    # Guarded: the first caller to get here records the time; later ones change nothing.
+    now = timezone.now()
+    fields = {"status": Status.PAID, "fulfilled_at": now, "ledger_entry_id": entry_id, **state}
+    CheckoutSession.objects.filter(pk=checkout.pk).exclude(status=Status.PAID).update(
+        **fields, updated_at=now
+    )
+    for field, value in fields.items():
+        setattr(checkout, field, value)
+
+
+def _stripe_state(checkout: CheckoutSession, session: dict) -> dict[str, Any]:
+    """Return what Stripe says about the payment, in our field names."""
     payment_intent = session.get("payment_intent") or ""
     if isinstance(payment_intent, dict):
         payment_intent = payment_intent.get("id", "")
-    state = {
+    return {
         "stripe_payment_intent_id": payment_intent or checkout.stripe_payment_intent_id,
         "payment_status": session.get("payment_status") or checkout.payment_status,
         "amount_total": session.get("amount_total", checkout.amount_total),
     }
+
+
+def _record_stripe_state(checkout: CheckoutSession, session: dict) -> None:
+    state = _stripe_state(checkout, session)
     if any(getattr(checkout, field) != value for field, value in state.items()):
         CheckoutSession.objects.filter(pk=checkout.pk).update(**state, updated_at=timezone.now())
         for field, value in state.items():

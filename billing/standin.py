@@ -74,7 +74,11 @@ class StandinGateway:
         }
 
     def retrieve_checkout_session(self, session_id: str) -> dict:
-        row = CheckoutSession.objects.filter(stripe_session_id=session_id).first()
+        row = (
+            CheckoutSession.objects.select_related("pack")
+            .filter(stripe_session_id=session_id)
+            .first()
+        )
         latest = (
             StripeEvent.objects.filter(object_id=session_id, type__startswith="checkout.session.")
             .order_by("-payload__created", "-received_at")
