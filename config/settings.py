@@ -235,7 +235,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 900}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Every 30 s: a due hold keeps a user's credits locked until swept, so lag stays under a minute.
+    "ledger-expire-due-holds": {"task": "ledger.tasks.expire_due_holds", "schedule": 30.0},
+    # Every 5 min: ledger_check() costs milliseconds (no journal scan), so run it often.
+    "ledger-check": {"task": "ledger.tasks.check_ledger", "schedule": 300.0},
+    # Nightly: ledger_audit() folds the whole journal, so once a day off-peak.
+    "ledger-audit": {"task": "ledger.tasks.audit_ledger", "schedule": 24 * 60 * 60.0},
+}
+# Below this many available credits a user gets one notice per descent (ledger/tasks.py).
+LEDGER_LOW_BALANCE_THRESHOLD = env_int("LEDGER_LOW_BALANCE_THRESHOLD", 100, minimum=1)
 
 # Development switches (DESIGN section 7): explicit, never inferred from DEBUG.
 BILLING_STANDIN_ENABLED = env_bool("BILLING_STANDIN_ENABLED", False)
@@ -298,6 +307,9 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # httpx logs every URL at INFO, including providers' signed output URLs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "ops": {"handlers": ["stdout", "mail_admins"], "level": "INFO", "propagate": False},
     },
 }
@@ -314,10 +326,79 @@ if SENTRY_DSN:
     )
 
 # Billing (Stripe): billing/ and docs/stripe.md.
-# BILLING-SETTINGS
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# Pinned: payload shapes are read against this version, and the webhook endpoint is created
+# with it (docs/stripe.md). It is stripe-python 16.1's own version; upgrade the two together.
+STRIPE_API_VERSION = "2026-10-28.endive"
+STRIPE_LIVEMODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
+# Stripe accepts 30 minutes to 24 hours.
+BILLING_CHECKOUT_EXPIRY_MINUTES = env_int("BILLING_CHECKOUT_EXPIRY_MINUTES", 30, minimum=30)
+BILLING_ALLOW_PROMOTION_CODES = env_bool("BILLING_ALLOW_PROMOTION_CODES", False)
+BILLING_ELIGIBILITY_CHECK = env_str(
+    "BILLING_ELIGIBILITY_CHECK", "billing.services.user_is_eligible"
+)
+BILLING_RECONCILE_LOOKBACK_HOURS = env_int("BILLING_RECONCILE_LOOKBACK_HOURS", 72, minimum=1)
+# Webhooks normally land within seconds and Stripe retries them for three days; this catches
+# deliveries that never come (endpoint down or misconfigured), so a quarter hour bounds a
+# buyer's wait at the cost of one list call per run.
+CELERY_BEAT_SCHEDULE["billing-reconcile-checkouts"] = {
+    "task": "billing.tasks.reconcile_checkouts",
+    "schedule": 15 * 60.0,
+}
 
 # Generation and providers: generation/ and docs/make-it-yours.md.
-# GENERATION-SETTINGS
+# The local provider (a BabySea stand-in, generation/local_provider/) is a development switch.
+LOCAL_PROVIDER_URL = env_str("LOCAL_PROVIDER_URL", "http://127.0.0.1:8010").rstrip("/")
+# Signs BabySea (and local provider) callbacks; a development value only outside production.
+PROVIDER_WEBHOOK_SECRET = env_str(
+    "PROVIDER_WEBHOOK_SECRET", "" if PRODUCTION else "whsec_dev_local_provider"
+)
+BABYSEA_API_KEY = env_str("BABYSEA_API_KEY", "")
+BABYSEA_API_BASE_URL = env_str("BABYSEA_API_BASE_URL", "https://api.us.babysea.ai")
+BABYSEA_OUTPUT_HOSTS = env_list(
+    "BABYSEA_OUTPUT_HOSTS", ["app.us.babysea.ai", "app.eu.babysea.ai", "app.jp.babysea.ai"]
+)
+REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
+REPLICATE_API_BASE_URL = env_str("REPLICATE_API_BASE_URL", "https://api.replicate.com/v1")
+REPLICATE_WEBHOOK_SECRET = env_str("REPLICATE_WEBHOOK_SECRET", "")
+REPLICATE_OUTPUT_HOSTS = env_list(
+    "REPLICATE_OUTPUT_HOSTS", ["replicate.delivery", "pbxt.replicate.delivery"]
+)
+PROVIDER_CALLBACK_MAX_BYTES = env_int("PROVIDER_CALLBACK_MAX_BYTES", 1024 * 1024, minimum=1024)
+# Per-user submissions per window (Redis-backed through the cache); 0 turns the limit off.
+GENERATION_RATE_LIMIT_COUNT = env_int("GENERATION_RATE_LIMIT_COUNT", 10, minimum=0)
+GENERATION_RATE_LIMIT_WINDOW_SECONDS = env_int(
+    "GENERATION_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1
+)
+# Hold TTL = the model's expected duration x this factor, never below the floor.
+GENERATION_HOLD_SAFETY_FACTOR = env_int("GENERATION_HOLD_SAFETY_FACTOR", 5, minimum=1)
+GENERATION_HOLD_MIN_SECONDS = env_int("GENERATION_HOLD_MIN_SECONDS", 300, minimum=1)
+# Deadlines after which the re-drive acts on a row with no progress.
+GENERATION_START_GRACE_SECONDS = env_int("GENERATION_START_GRACE_SECONDS", 30, minimum=0)
+GENERATION_DISPATCH_GRACE_SECONDS = env_int("GENERATION_DISPATCH_GRACE_SECONDS", 60, minimum=0)
+GENERATION_SETTLE_GRACE_SECONDS = env_int("GENERATION_SETTLE_GRACE_SECONDS", 30, minimum=0)
+GENERATION_RECONCILE_GRACE_SECONDS = env_int("GENERATION_RECONCILE_GRACE_SECONDS", 30, minimum=0)
+GENERATION_RECONCILE_INTERVAL_SECONDS = env_int(
+    "GENERATION_RECONCILE_INTERVAL_SECONDS", 60, minimum=1
+)
+GENERATION_COLLECT_INTERVAL_SECONDS = env_int("GENERATION_COLLECT_INTERVAL_SECONDS", 300, minimum=1)
+GENERATION_REDRIVE_BACKOFF_SECONDS = env_int("GENERATION_REDRIVE_BACKOFF_SECONDS", 30, minimum=0)
+GENERATION_REDRIVE_MAX_ATTEMPTS = env_int("GENERATION_REDRIVE_MAX_ATTEMPTS", 8, minimum=1)
+# `start` has its own queue so a busy settle queue never delays the insufficient-credits answer.
+# Workers must consume both: `celery -A config worker -Q default,start,settle`.
+CELERY_TASK_ROUTES = {
+    "generation.tasks.start_generation": {"queue": "start"},
+    "generation.tasks.*": {"queue": "settle"},
+}
+# The re-drive is the recovery path when the broker lost messages or a worker died; 30 s bounds
+# how long such work waits, at the cost of one indexed query per run.
+CELERY_BEAT_SCHEDULE["generation-redrive"] = {
+    "task": "generation.tasks.redrive_generations",
+    "schedule": 30.0,
+}
 
 # Media storage and ingest: media_store/.
 # Ingest limits: a download larger, slower or more redirected than this is refused.
@@ -328,3 +409,12 @@ INGEST_READ_TIMEOUT_SECONDS = env_int("INGEST_READ_TIMEOUT_SECONDS", 30, minimum
 INGEST_TOTAL_TIMEOUT_SECONDS = env_int("INGEST_TOTAL_TIMEOUT_SECONDS", 120, minimum=1)
 INGEST_MAX_IMAGE_PIXELS = env_int("INGEST_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
 MEDIA_THUMBNAIL_PIXELS = env_int("MEDIA_THUMBNAIL_PIXELS", 512, minimum=16)
+# <img> and <video> follow /media/<id>/ to the signed URL, so CSP must allow that origin too.
+if MEDIA_BACKEND == "s3":
+    _media_origin = AWS_S3_PUBLIC_ENDPOINT_URL or (
+        "https://s3.amazonaws.com"
+        if AWS_S3_REGION_NAME == "us-east-1"
+        else f"https://s3.{AWS_S3_REGION_NAME}.amazonaws.com"
+    )
+    for _directive in ("img-src", "media-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(_media_origin.rstrip("/"))

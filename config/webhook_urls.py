@@ -1,3 +1,11 @@
 """Signed, CSRF-exempt endpoints for Stripe and media providers, grouped under /webhooks/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from billing.views import stripe_webhook
+from generation.webhooks import provider_callback
+
+urlpatterns: list = [
+    path("stripe/", stripe_webhook, name="stripe-webhook"),
+    path("providers/<slug:provider>/", provider_callback, name="provider-callback"),
+]
