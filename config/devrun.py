@@ -39,9 +39,10 @@ SWITCHES = {
 
 def _secrets() -> dict[str, str]:
     return {
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
-        "PROVIDER_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        # The dev- markers let production's checks recognise a copied development secret.
+        "DJANGO_SECRET_KEY": "dev-" + secrets.token_urlsafe(50),
+        "STRIPE_WEBHOOK_SECRET": "whsec_dev" + secrets.token_hex(24),
+        "PROVIDER_WEBHOOK_SECRET": "dev-" + secrets.token_urlsafe(32),
         "DATABASE_APP_PASSWORD": secrets.token_urlsafe(24),
         "DATABASE_OWNER_PASSWORD": secrets.token_urlsafe(24),
     }
