@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config import ratelimit
 from config.ops import ops_alert
 from generation import catalogue, transitions
 from generation.exceptions import NotCancelable, ProviderUnavailable, RateLimited
@@ -74,16 +73,11 @@ def check_rate_limit(user_id: uuid.UUID) -> None:
     """Count one submission in the user's current window; raise RateLimited past the limit."""
     limit = settings.GENERATION_RATE_LIMIT_COUNT
     window = settings.GENERATION_RATE_LIMIT_WINDOW_SECONDS
-    if limit <= 0:
-        return
-    bucket = int(time.time() // window)
-    key = f"generation-rate:{user_id}:{bucket}"
-    cache.add(key, 0, timeout=window + 5)
-    if cache.incr(key) > limit:
-        wait = window - int(time.time()) % window
+    verdict = ratelimit.hit("generate", user_id, limit=limit, window=window)
+    if not verdict.allowed:
         raise RateLimited(
             f"You can start {limit} generations every {window} seconds. "
-            f"Try again in {wait} seconds."
+            f"Try again in {verdict.retry_after} seconds."
         )
 
 
