@@ -239,24 +239,32 @@ def finish_capture(generation: Generation, *, to_status: str, ledger_status: str
         message = f"The output arrived late; {generation.cost} credits charged."
     else:
         message = f"Done; {generation.cost} credits charged."
-    return _apply(
-        generation,
-        name=ledger_status if late else "succeeded",
-        from_statuses=(*CAPTURABLE, Status.UNPAID),
-        to_status=to_status,
-        pending=(PendingAction.CAPTURE,),
-        message=message,
-        event=not (unpaid and generation.status == Status.UNPAID),
-        pending_action=None,
-        progress=100,
-        error_message=(
-            "The output is withheld until your balance covers it. Buy credits to unlock it."
-            if unpaid
-            else ""
-        ),
-        next_check_at=_later(settings.GENERATION_COLLECT_INTERVAL_SECONDS) if unpaid else None,
-        finished_at=timezone.now(),
-    )
+    was_unpaid = generation.status == Status.UNPAID
+    with transaction.atomic():
+        changed = _apply(
+            generation,
+            name=ledger_status if late else "succeeded",
+            from_statuses=(*CAPTURABLE, Status.UNPAID),
+            to_status=to_status,
+            pending=(PendingAction.CAPTURE,),
+            message=message,
+            event=not (unpaid and generation.status == Status.UNPAID),
+            pending_action=None,
+            progress=100,
+            error_message=(
+                "The output is withheld until your balance covers it. Buy credits to unlock it."
+                if unpaid
+                else ""
+            ),
+            next_check_at=_later(settings.GENERATION_COLLECT_INTERVAL_SECONDS) if unpaid else None,
+            finished_at=timezone.now(),
+        )
+        # Same transaction as the status, so unpaid output is never served (DESIGN section 4).
+        if changed and (unpaid or was_unpaid):
+            from media_store import api as media
+
+            media.set_withheld(generation.pk, unpaid)
+    return changed
 
 
 def finish_release(generation: Generation, *, ledger_status: str) -> bool:

@@ -8,7 +8,7 @@ class AssetAdmin(admin.ModelAdmin):
     """Read-only: assets are created by ingest and removed through media_store.api.delete."""
 
     list_display = ("id", "content_type", "size", "owner_id", "generation_id", "index", "created")
-    list_filter = ("content_type",)
+    list_filter = ("content_type", "withheld")
     search_fields = ("=id", "=owner_id", "=generation_id", "sha256")
     date_hierarchy = "created"
     show_full_result_count = False

@@ -28,6 +28,7 @@ __all__ = [
     "check_storage",
     "delete",
     "ingest",
+    "set_withheld",
     "signed_url",
 ]
 
@@ -48,6 +49,7 @@ class AssetInfo:
     duration_ms: int | None
     url: str
     thumbnail_url: str | None
+    withheld: bool = False
 
     @classmethod
     def from_asset(cls, asset: Asset) -> AssetInfo:
@@ -66,6 +68,7 @@ class AssetInfo:
             thumbnail_url=reverse("media_store:thumbnail", kwargs={"asset_id": asset.id})
             if asset.thumbnail_key
             else None,
+            withheld=asset.withheld,
         )
 
 
@@ -109,6 +112,15 @@ def signed_url(asset_id: uuid.UUID, *, seconds: int | None = None, thumbnail: bo
     if asset is None:
         raise AssetNotFound(f"no asset {asset_id}")
     return services.signed_url(asset, seconds=seconds, thumbnail=thumbnail)
+
+
+def set_withheld(generation_id: uuid.UUID, withheld: bool) -> int:
+    """Withhold (or release) every output of a generation while it is unpaid; return the count.
+
+    Generation calls it inside the transaction that enters or leaves ``unpaid``, so the flag and
+    the status commit together.
+    """
+    return Asset.objects.filter(generation_id=generation_id).update(withheld=withheld)
 
 
 def delete(asset_id: uuid.UUID) -> None:

@@ -3,6 +3,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -17,6 +18,11 @@ def _redirect_to_signed(request: HttpRequest, asset_id: UUID, *, thumbnail: bool
     asset = Asset.objects.filter(id=asset_id, owner_id=request.user.pk).first()
     if asset is None:
         raise Http404("No such media.")
+    if asset.withheld:
+        # Only the owner gets here; 402 says why, and no signed URL is made.
+        response = render(request, "media_store/withheld.html", {"asset": asset}, status=402)
+        response["Cache-Control"] = "no-store"
+        return response
     try:
         url = services.signed_url(asset, thumbnail=thumbnail)
     except AssetNotFound:

@@ -1,0 +1,64 @@
+"""Output of an unpaid generation is withheld until paid (DESIGN section 4), then unlocks itself."""
+
+import pytest
+from django.test import Client
+
+from generation import api as generation_api
+from generation import services
+from generation.models import Generation, Status
+from ledger import api as ledger
+from media_store import api as media
+from tests.e2e.helpers import wait_until
+from tests.generation.flow import (
+    callback_body,
+    deliver,
+    finished_job,
+    settle_pending_callbacks,
+    start,
+    submit,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("generation_settings"),
+]
+
+
+def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
+    alice, bob, fund, local_provider
+):
+    """Late success with no balance: status unpaid and the media URL refuses; paid: it serves."""
+    fund(alice, 5)
+    generation = submit(alice, faults={"vanish_ms": 2500, "delay_ms": 100})
+    Generation.objects.filter(pk=generation.pk).update(hold_ttl_seconds=1)
+    generation = start(generation)
+    wait_until(
+        lambda: (
+            ledger.expire_due() >= 0 and ledger.hold_status(generation.hold_reference) == "expired"
+        ),
+        timeout=10,
+        what="the hold to expire",
+    )
+    assert services.reconcile_generation(generation.pk) == "expired"
+    other = start(submit(alice, faults={"delay_ms": 5000}))  # spends the returned credits
+    deliver(callback_body(finished_job(local_provider, generation)))
+    settle_pending_callbacks()
+    generation.refresh_from_db()
+    assert generation.status == Status.UNPAID
+
+    [asset] = media.assets_for_generation(generation.pk)
+    assert asset.withheld
+    owner, stranger = Client(), Client()
+    owner.force_login(alice)
+    stranger.force_login(bob)
+    assert owner.get(asset.url).status_code == 402
+    assert stranger.get(asset.url).status_code == 404
+    assert owner.get(f"/generations/{generation.pk}/").context["outputs"] == []
+
+    fund(alice, 5)
+    assert generation_api.collect_unpaid(alice.pk) == 1
+    [asset] = media.assets_for_generation(generation.pk)
+    assert not asset.withheld
+    assert owner.get(asset.url).status_code == 302
+    assert stranger.get(asset.url).status_code == 404
+    services.cancel_generation(alice, other.pk)
