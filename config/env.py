@@ -11,13 +11,13 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 _UNSET = object()
 
 
 def env_str(name: str, default: str | object = _UNSET) -> str:
     """Return the variable, or the default; raise naming the variable when it is required."""
-    value = os.environ.get(name)
+    value = os.environ.get(name) or None  # an empty line in .env means "not set"
     if value is None:
         file_path = os.environ.get(f"{name}_FILE")
         if file_path:
@@ -30,10 +30,10 @@ def env_str(name: str, default: str | object = _UNSET) -> str:
 
 def env_bool(name: str, default: bool) -> bool:
     """Return a boolean; refuse anything that is not an obvious yes or no."""
-    value = os.environ.get(name)
-    if value is None:
+    value = os.environ.get(name, "").strip()
+    if not value:
         return default
-    lowered = value.strip().lower()
+    lowered = value.lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -57,15 +57,15 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated list with blanks dropped."""
-    value = os.environ.get(name)
-    if value is None:
+    value = os.environ.get(name, "")
+    if not value.strip():
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     """Return one of ``choices``."""
-    value = os.environ.get(name, default).strip().lower()
+    value = (os.environ.get(name, "").strip() or default).lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
     return value
