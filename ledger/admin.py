@@ -18,7 +18,7 @@ from django.urls import path, reverse
 
 from ledger import api, selectors
 from ledger.exceptions import LedgerError
-from ledger.models import Account, Entry, Hold
+from ledger.models import Account, Entry, EntryKind, Hold
 
 
 class FixedCountPaginator(Paginator):
@@ -123,10 +123,22 @@ class HoldAdmin(StaffReadOnlyAdmin):
         "settled_at",
     )
     list_filter = ("status", "late", "created_at")
-    search_fields = ("=reference", "=account_id")
+    search_fields = ("=reference",)
     search_help_text = "Email, exact reference or account id."
     paginator = FixedCountPaginator
     show_full_result_count = False
+
+    def get_search_results(self, request: HttpRequest, queryset, search_term: str):
+        # ledger_hold has no per-account index: an account's holds are found through their
+        # `hold` entries, which the journal's (account_id, account_version) index serves.
+        ids = getattr(request, "ledger_account_ids", [])
+        if not ids:
+            try:
+                ids = [uuid.UUID(search_term.strip())]
+            except ValueError:
+                return super().get_search_results(request, queryset, search_term)
+        hold_ids = Entry.objects.filter(account_id__in=ids, kind=EntryKind.HOLD).values("hold_id")
+        return queryset.filter(hold_id__in=hold_ids), False
 
 
 class AdjustForm(forms.Form):

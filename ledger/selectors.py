@@ -10,7 +10,7 @@ from datetime import date, datetime
 from uuid import UUID
 
 from ledger.api import Violation, balance, check, reading_as_staff, reading_as_user
-from ledger.models import Entry, Hold
+from ledger.models import Entry, EntryKind, Hold
 
 # ``balance`` is re-exported so pages import every ledger read from this module.
 __all__ = [
@@ -64,7 +64,15 @@ def journal_page(account_id: UUID, *, before: int | None = None, limit: int = 50
 def holds_for_account(account_id: UUID, *, limit: int = 50) -> list[Hold]:
     """Return the account's most recent holds, newest first."""
     with reading_as_user(account_id):
-        return list(Hold.objects.filter(account_id=account_id).order_by("-created_at")[:limit])
+        # ledger_hold has no per-account index (it cost the hot path an index insertion per
+        # hold and per settlement); each hold has exactly one `hold` entry in its account's
+        # journal, which the (account_id, account_version) index walks newest first.
+        newest = (
+            Entry.objects.filter(account_id=account_id, kind=EntryKind.HOLD)
+            .order_by("-account_version")
+            .values("hold_id")[:limit]
+        )
+        return list(Hold.objects.filter(hold_id__in=newest).order_by("-created_at", "-hold_id"))
 
 
 def totals() -> Totals:
