@@ -24,6 +24,11 @@ class RolePlan:
     app: str
     app_password: str
 
+    @classmethod
+    def for_database(cls, dbname: str) -> "RolePlan":
+        """Plan roles named after ``dbname`` with no passwords (trust auth: tests, benches)."""
+        return cls(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
+
     @property
     def user_reader(self) -> str:
         return f"{self.prefix}_user_reader"

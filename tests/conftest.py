@@ -31,14 +31,7 @@ def _test_plan() -> RolePlan:
     base = settings.DATABASES["default"]["NAME"]
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     dbname = f"test_{base}{'_' + worker if worker else ''}"
-    return RolePlan(
-        dbname=dbname,
-        prefix=dbname,
-        owner=f"{dbname}_owner",
-        owner_password="",
-        app=f"{dbname}_app",
-        app_password="",
-    )
+    return RolePlan.for_database(dbname)
 
 
 @pytest.fixture(scope="session")

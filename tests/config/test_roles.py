@@ -50,13 +50,6 @@ def test_runtime_role_inherits_no_reader_rights(db_urls):
 def test_bootstrap_is_idempotent(db_urls, settings):
     from config.dbroles import RolePlan, bootstrap
 
-    plan = RolePlan(
-        dbname=db_urls.dbname,
-        prefix=db_urls.prefix,
-        owner=f"{db_urls.prefix}_owner",
-        owner_password="",
-        app=f"{db_urls.prefix}_app",
-        app_password="",
-    )
+    plan = RolePlan.for_database(db_urls.dbname)
     done = bootstrap(settings.DATABASE_ADMIN_URL, plan, for_tests=True)
     assert not any(step.startswith("created") for step in done)
