@@ -18,7 +18,7 @@ import stripe
 from django.conf import settings
 
 from billing.exceptions import GatewayError, PaymentsNotConfigured, PriceMismatch, SessionNotFound
-from billing.models import CreditPack, StripeMode
+from billing.models import CreditPack, Plan, StripeMode
 
 PAID_STATUSES = frozenset({"paid", "no_payment_required"})
 HTTP_TIMEOUT_SECONDS = 20
@@ -40,13 +40,15 @@ class Gateway(Protocol):
 
     def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str: ...
 
-    def resolve_price(self, pack: CreditPack) -> Price: ...
+    def resolve_price(self, product: CreditPack | Plan) -> Price: ...
 
     def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict: ...
 
     def retrieve_checkout_session(self, session_id: str) -> dict: ...
 
     def list_paid_checkout_sessions(self, *, created_since: datetime) -> Iterator[dict]: ...
+
+    def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
 
 def payments_configured() -> bool:
@@ -113,25 +115,33 @@ class StripeGateway:
             )
         return customer.id
 
-    def resolve_price(self, pack: CreditPack) -> Price:
+    def resolve_price(self, product: CreditPack | Plan) -> Price:
+        """Return the product's active Price: one-off for a pack, recurring for a plan."""
         with _translated_errors():
-            if pack.stripe_price_id:
-                price = self.client.v1.prices.retrieve(pack.stripe_price_id)
+            if product.stripe_price_id:
+                price = self.client.v1.prices.retrieve(product.stripe_price_id)
             else:
+                key = product.stripe_lookup_key
                 found = self.client.v1.prices.list(
-                    params={"lookup_keys": [pack.stripe_lookup_key], "active": True, "limit": 2}
+                    params={"lookup_keys": [key], "active": True, "limit": 2}
                 ).data
                 if len(found) != 1:
-                    raise PriceMismatch(
-                        f"{len(found)} active prices have lookup key {pack.stripe_lookup_key!r}."
-                    )
+                    raise PriceMismatch(f"{len(found)} active prices have lookup key {key!r}.")
                 price = found[0]
-        if not price.active or price.type != "one_time":
-            raise PriceMismatch(f"Price {price.id} is inactive or recurring.")
-        if price.currency != pack.currency or price.unit_amount != pack.price_amount:
+        wanted = "recurring" if isinstance(product, Plan) else "one_time"
+        if not price.active or price.type != wanted:
+            raise PriceMismatch(f"Price {price.id} is inactive or not {wanted}.")
+        if isinstance(product, Plan):
+            recurring = getattr(price, "recurring", None)
+            interval = getattr(recurring, "interval", None)
+            if interval != product.interval:
+                raise PriceMismatch(
+                    f"Price {price.id} renews every {interval}, not every {product.interval}."
+                )
+        if price.currency != product.currency or price.unit_amount != product.price_amount:
             raise PriceMismatch(
-                f"Price {price.id} is {price.unit_amount} {price.currency}, the pack says "
-                f"{pack.price_amount} {pack.currency}."
+                f"Price {price.id} is {price.unit_amount} {price.currency}, {product} says "
+                f"{product.price_amount} {product.currency}."
             )
         return Price(id=price.id, unit_amount=price.unit_amount, currency=price.currency)
 
@@ -159,6 +169,13 @@ class StripeGateway:
             for session in self.client.v1.checkout.sessions.list(params=params).auto_paging_iter():
                 if session.payment_status in PAID_STATUSES:
                     yield session.to_dict()
+
+    def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
+        with _translated_errors():
+            portal = self.client.v1.billing_portal.sessions.create(
+                params={"customer": customer_id, "return_url": return_url}
+            )
+        return portal.url
 
 
 @contextlib.contextmanager

@@ -67,8 +67,51 @@ class StripeCustomer(models.Model):
         return self.stripe_customer_id
 
 
+class Plan(models.Model):
+    """A subscription: credits granted on every paid invoice, sold through one recurring Price."""
+
+    class Interval(models.TextChoices):
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(max_length=64, unique=True)
+    credits_per_period = models.PositiveIntegerField()
+    price_amount = models.PositiveIntegerField(help_text="Price per period in minor units.")
+    currency = models.CharField(max_length=3, default="usd", help_text="ISO code, lower case.")
+    interval = models.CharField(max_length=8, choices=Interval.choices, default=Interval.MONTH)
+    stripe_price_id = models.CharField(
+        max_length=255, blank=True, help_text="price_...; takes precedence over the lookup key."
+    )
+    stripe_lookup_key = models.CharField(
+        max_length=200, blank=True, help_text="Resolved to an active recurring Price when no id."
+    )
+    active = models.BooleanField(default=True)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "price_amount"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_per_period__gt=0), name="billing_plan_credits_pos"
+            ),
+            models.CheckConstraint(condition=Q(price_amount__gt=0), name="billing_plan_amount_pos"),
+            models.CheckConstraint(
+                condition=~Q(stripe_price_id="") | ~Q(stripe_lookup_key=""),
+                name="billing_plan_has_price_ref",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def credits(self) -> int:
+        return self.credits_per_period
+
+
 class CheckoutSession(models.Model):
-    """One purchase attempt: our record of a Stripe Checkout Session and the pack as sold."""
+    """One purchase attempt: our record of a Stripe Checkout Session and the pack (or plan) sold."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -81,7 +124,13 @@ class CheckoutSession(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="checkout_sessions"
     )
-    pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, related_name="sessions")
+    pack = models.ForeignKey(
+        CreditPack, on_delete=models.PROTECT, related_name="sessions", null=True, blank=True
+    )
+    # A subscription-mode session: no grant of its own, invoice.paid grants each period.
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, related_name="sessions", null=True, blank=True
+    )
     mode = models.CharField(max_length=8, choices=StripeMode.choices)
     # The snapshot: fulfilment grants exactly this, whatever happens to the pack later.
     credits = models.PositiveIntegerField()
@@ -102,6 +151,7 @@ class CheckoutSession(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     fulfilled_at = models.DateTimeField(null=True, blank=True)
     ledger_entry_id = models.BigIntegerField(null=True, blank=True)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -119,10 +169,24 @@ class CheckoutSession(models.Model):
                 condition=~Q(status="paid") | Q(fulfilled_at__isnull=False),
                 name="billing_session_paid_has_time",
             ),
+            models.CheckConstraint(
+                condition=Q(pack__isnull=False, plan__isnull=True)
+                | Q(pack__isnull=True, plan__isnull=False),
+                name="billing_session_pack_or_plan",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.stripe_session_id or str(self.id)
+
+    @property
+    def product_name(self) -> str:
+        product = self.plan if self.plan_id else self.pack
+        return product.name if product else ""
+
+    @property
+    def is_subscription(self) -> bool:
+        return self.plan_id is not None
 
     @property
     def grant_key(self) -> str:
@@ -157,6 +221,173 @@ class StripeEvent(models.Model):
         return f"{self.type} {self.stripe_event_id}"
 
 
+class Subscription(models.Model):
+    """Our copy of one Stripe Subscription, kept in sync by its events."""
+
+    ACTIVE_STATUSES = ("trialing", "active", "past_due")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    mode = models.CharField(max_length=8, choices=StripeMode.choices)
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="subscriptions"
+    )
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # Stripe's words: incomplete, incomplete_expired, trialing, active, past_due, canceled,
+    # unpaid, paused.
+    status = models.CharField(max_length=32)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    # The newest event applied (Stripe's ``created``): an older delivery never overwrites it.
+    synced_event_created = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "status"], name="billing_sub_user_status")]
+
+    def __str__(self) -> str:
+        return self.stripe_subscription_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class SubscriptionInvoice(models.Model):
+    """One paid subscription invoice and what it granted (key ``invoice:<id>``)."""
+
+    class Status(models.TextChoices):
+        GRANTED = "granted", "Credits granted"
+        RECORDED = "recorded", "Recorded, no credits"
+        REVIEW = "review", "In review"
+
+    stripe_invoice_id = models.CharField(max_length=255, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="subscription_invoices",
+    )
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # Refunds and disputes of the invoice's payment name this intent.
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    billing_reason = models.CharField(max_length=64, blank=True)
+    amount_paid = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    credits = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    ledger_entry_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.stripe_invoice_id
+
+    @property
+    def grant_key(self) -> str:
+        return f"invoice:{self.stripe_invoice_id}"
+
+
+class Reversal(models.Model):
+    """Money going back for one purchase: a charge's refunds, or one dispute.
+
+    ``credits_target`` only grows (refunds) and is advanced under a row lock, so the clawback
+    steps planned from it cover disjoint ranges however deliveries repeat or reorder.
+    """
+
+    class Kind(models.TextChoices):
+        REFUND = "refund", "Refund"
+        DISPUTE = "dispute", "Dispute"
+
+    class Outcome(models.TextChoices):
+        OPEN = "", "Open"
+        WON = "won", "Won (funds returned to us)"
+        LOST = "lost", "Lost"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    stripe_id = models.CharField(max_length=255, help_text="Charge id (refunds), dispute id.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    checkout_session = models.ForeignKey(
+        CheckoutSession, on_delete=models.PROTECT, null=True, blank=True, related_name="reversals"
+    )
+    invoice = models.ForeignKey(
+        SubscriptionInvoice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversals",
+    )
+    stripe_payment_intent_id = models.CharField(max_length=255, db_index=True)
+    credits_granted = models.PositiveIntegerField(help_text="What the purchase granted.")
+    amount_paid = models.PositiveIntegerField(help_text="Minor units; the base of proportions.")
+    currency = models.CharField(max_length=3)
+    # Refund: the largest cumulative amount_refunded seen. Dispute: the disputed amount.
+    stripe_amount = models.PositiveIntegerField(default=0)
+    stripe_status = models.CharField(max_length=32, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True, default="")
+    credits_target = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "stripe_id"], name="billing_reversal_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.stripe_id}"
+
+
+class ReversalStep(models.Model):
+    """One ledger call a reversal needs, planned under the reversal's lock, run after commit.
+
+    Its ``key`` is the ledger key, so running a step again (a replay, a crash, an admin) is a
+    ``duplicate`` with the first result.
+    """
+
+    class Action(models.TextChoices):
+        CLAWBACK = "clawback", "Claw back"
+        GRANT = "grant", "Grant back"
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        REVIEW = "review", "Waiting for an admin (review_only)"
+        DONE = "done", "Done"
+        CANCELED = "canceled", "Canceled"
+        FAILED = "failed", "Failed"
+
+    reversal = models.ForeignKey(Reversal, on_delete=models.PROTECT, related_name="steps")
+    key = models.CharField(max_length=200, unique=True)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    # Null for a grant-back until its clawback has run: it returns what was actually taken.
+    credits = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    ledger_status = models.CharField(max_length=16, blank=True)
+    taken = models.PositiveIntegerField(default=0)
+    shortfall = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class ReviewItem(models.Model):
     """Money that moved without credits following it automatically: a human decides."""
 
@@ -167,9 +398,16 @@ class ReviewItem(models.Model):
         DISCOUNT_NOT_ALLOWED = "discount_not_allowed", "Discount while promotion codes are off"
         UNKNOWN_SESSION = "unknown_session", "Paid session with no purchase of ours"
         GRANT_CONFLICT = "grant_conflict", "The ledger refused the grant key"
+        NOT_SUBSCRIBED = "not_subscribed", "Pack paid after the subscription lapsed"
+        REFUND = "refund", "Refunded"
+        DISPUTE = "dispute", "Dispute opened"
+        DISPUTE_CLOSED = "dispute_closed", "Dispute closed"
+        UNKNOWN_PAYMENT = "unknown_payment", "Refund or dispute of a payment we cannot map"
+        INVOICE_PROBLEM = "invoice_problem", "Paid invoice we cannot grant automatically"
 
     class Resolution(models.TextChoices):
         GRANTED = "granted", "Credits granted"
+        CLAWED_BACK = "clawed_back", "Credits clawed back"
         DISMISSED = "dismissed", "Dismissed, no credits"
 
     # One item per subject and reason, however many times the webhook, the success page and
@@ -184,6 +422,21 @@ class ReviewItem(models.Model):
         StripeEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
     )
     stripe_object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="billing_reviews",
+    )
+    step = models.ForeignKey(
+        ReversalStep, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
+    )
+    credits = models.PositiveIntegerField(null=True, blank=True, help_text="Credits in question.")
+    taken = models.PositiveIntegerField(default=0, help_text="Clawed back automatically.")
+    shortfall = models.PositiveIntegerField(
+        default=0, help_text="Could not be clawed back: already spent or held."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
@@ -194,7 +447,9 @@ class ReviewItem(models.Model):
         related_name="+",
     )
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
-    note = models.TextField(blank=True)
+    note = models.TextField(blank=True, help_text="The resolving admin's reason.")
+    resolution_credits = models.PositiveIntegerField(null=True, blank=True)
+    resolution_detail = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

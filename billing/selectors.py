@@ -11,7 +11,8 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing.models import CheckoutSession, CreditPack
+from billing.gateway import current_mode
+from billing.models import CheckoutSession, CreditPack, Plan, Subscription
 from ledger import selectors as ledger_selectors
 
 CHART_WIDTH = 640
@@ -37,6 +38,21 @@ class BalanceChart:
 def packs_for_sale() -> QuerySet[CreditPack]:
     """Return the active packs in display order."""
     return CreditPack.objects.filter(active=True).order_by("order", "price_amount")
+
+
+def plans_for_sale() -> QuerySet[Plan]:
+    """Return the active subscription plans in display order."""
+    return Plan.objects.filter(active=True).order_by("order", "price_amount")
+
+
+def current_subscription(user: Any) -> Subscription | None:
+    """Return the user's subscription in the current mode that still matters, newest first.
+
+    An active (trialing, active, past due) one wins; else the latest, so a lapsed one shows.
+    """
+    rows = Subscription.objects.filter(user=user, mode=current_mode()).select_related("plan")
+    active = rows.filter(status__in=Subscription.ACTIVE_STATUSES).order_by("-created_at").first()
+    return active or rows.exclude(status="incomplete").order_by("-created_at").first()
 
 
 def recent_purchases(user: Any, *, limit: int = 10) -> list[CheckoutSession]:

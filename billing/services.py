@@ -26,9 +26,9 @@ from billing.models import (
     CreditPack,
     ReviewItem,
     StripeCustomer,
-    StripeEvent,
+    Subscription,
 )
-from config.ops import ops_alert
+from billing.reviews import open_review, resolve_review
 from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ def start_checkout(user: Any, pack: CreditPack) -> CheckoutSession:
     if not user.is_active:
         raise BillingError("This account cannot buy credits.")
     gateway = get_gateway()
+    if settings.BILLING_PACKS_REQUIRE_SUBSCRIPTION and not has_active_subscription(
+        user, gateway.mode
+    ):
+        raise BillingError("Credit packs are for subscribers: subscribe to a plan first.")
     customer_id = ensure_customer(user, gateway)
     price = gateway.resolve_price(pack)
     checkout = CheckoutSession.objects.create(
@@ -136,6 +140,10 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
     session = get_gateway().retrieve_checkout_session(session_id)
     checkout = known or _checkout_by_metadata(session)
     paid = session.get("payment_status") in PAID_STATUSES
+    if checkout is not None and checkout.is_subscription:
+        from billing import subscriptions
+
+        return Fulfilment(subscriptions.complete_checkout(checkout, session), checkout)
     if checkout is None:
         if paid and _metadata(session).get("checkout_id"):
             open_review(
@@ -165,14 +173,15 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
         checkout.credits,
         key=checkout.grant_key,
         source=CHECKOUT_SOURCE,
-        memo=f"{checkout.pack.name}: Stripe Checkout {session_id} ({source})",
+        memo=f"{checkout.product_name}: Stripe Checkout {session_id} ({source})",
     )
     if result.status == "conflict":
         _record_stripe_state(checkout, session)
         return _send_to_review(
             checkout, Reason.GRANT_CONFLICT, f"The ledger already used {checkout.grant_key}."
         )
-    _mark_paid(checkout, result.entry_id, _stripe_state(checkout, session))
+    mark_paid(checkout, result.entry_id, _stripe_state(checkout, session))
+    after_grant(checkout.user_id, result.status)
     logger.info(
         "checkout %s: %s by %s", session_id, result.status, source, extra={"checkout": session_id}
     )
@@ -240,7 +249,34 @@ def checkout_problem(checkout: CheckoutSession, session: dict) -> tuple[str, str
     refusal = import_string(settings.BILLING_ELIGIBILITY_CHECK)(checkout.user)
     if refusal:
         return Reason.USER_INELIGIBLE, refusal
+    if settings.BILLING_PACKS_REQUIRE_SUBSCRIPTION and not has_active_subscription(
+        checkout.user, checkout.mode
+    ):
+        return (
+            Reason.NOT_SUBSCRIBED,
+            f"User {user_id} has no active subscription now; packs are for subscribers.",
+        )
     return None
+
+
+def has_active_subscription(user: Any, mode: str) -> bool:
+    """Return whether the user has a trialing, active or past-due subscription in ``mode``."""
+    return Subscription.objects.filter(
+        user=user, mode=mode, status__in=Subscription.ACTIVE_STATUSES
+    ).exists()
+
+
+def after_grant(user_id: Any, status: str) -> None:
+    """Let a top-up unlock the user's withheld outputs at once (a task queued after commit)."""
+    if status != "granted":
+        return
+    from billing import tasks
+
+    try:
+        tasks.collect_unpaid.delay_on_commit(str(user_id))
+    except Exception:
+        # No broker: generation's re-drive collects on its own schedule.
+        logger.exception("could not queue collect_unpaid for %s", user_id)
 
 
 def user_is_eligible(user: Any) -> str | None:
@@ -283,66 +319,6 @@ def reconcile_checkouts(*, lookback: timedelta) -> dict[str, int]:
     return counts
 
 
-def open_review(
-    reason: str,
-    detail: str,
-    *,
-    checkout: CheckoutSession | None = None,
-    event: StripeEvent | None = None,
-    stripe_object_id: str = "",
-) -> ReviewItem:
-    """Queue a case for a human, once per subject and reason, alerting operators the first time."""
-    subject = stripe_object_id or (checkout.stripe_session_id if checkout else "") or ""
-    item, created = ReviewItem.objects.get_or_create(
-        key=f"{reason}:{subject}",
-        defaults={
-            "reason": reason,
-            "detail": detail,
-            "checkout_session": checkout,
-            "event": event,
-            "stripe_object_id": subject,
-        },
-    )
-    if created:
-        ops_alert(
-            f"Billing review: {item.get_reason_display()}",
-            detail,
-            review_item=item.pk,
-            stripe_object=subject,
-        )
-    return item
-
-
-def resolve_review(item: ReviewItem, *, actor: Any, grant: bool, note: str = "") -> ReviewItem:
-    """Close a review item; ``grant`` credits its purchase's snapshot under the usual key."""
-    if not item.is_open:
-        raise BillingError("This review item is already resolved.")
-    checkout = item.checkout_session
-    if grant:
-        if checkout is None or not checkout.stripe_session_id:
-            raise BillingError("Only a review of one of our purchases can grant its credits.")
-        result = ledger.grant(
-            checkout.user_id,
-            checkout.credits,
-            key=checkout.grant_key,
-            source=CHECKOUT_SOURCE,
-            memo=f"{checkout.pack.name}: granted on review by {actor}",
-        )
-        if result.status == "conflict":
-            raise BillingError(f"The ledger refused {checkout.grant_key}: {result.status}.")
-        _mark_paid(checkout, result.entry_id, {})
-    updated = ReviewItem.objects.filter(pk=item.pk, resolved_at=None).update(
-        resolved_at=timezone.now(),
-        resolved_by=actor,
-        resolution=ReviewItem.Resolution.GRANTED if grant else ReviewItem.Resolution.DISMISSED,
-        note=note or item.note,
-    )
-    if not updated:
-        raise BillingError("This review item was resolved by someone else meanwhile.")
-    item.refresh_from_db()
-    return item
-
-
 def grant_signup_bonus(user_id: uuid.UUID | str) -> str:
     """Grant SIGNUP_BONUS_CREDITS once per user (key ``signup:<user id>``); return the status.
 
@@ -375,10 +351,16 @@ def _transition(checkout: CheckoutSession, to: str, *, allowed: tuple[str, ...])
     return bool(changed)
 
 
-def _mark_paid(checkout: CheckoutSession, entry_id: int | None, state: dict) -> None:
+def mark_paid(checkout: CheckoutSession, entry_id: int | None, state: dict | None = None) -> None:
+    """Record the purchase as paid once; later callers change nothing."""
     # Guarded: the first caller to get here records the time; later ones change nothing.
     now = timezone.now()
-    fields = {"status": Status.PAID, "fulfilled_at": now, "ledger_entry_id": entry_id, **state}
+    fields = {
+        "status": Status.PAID,
+        "fulfilled_at": now,
+        "ledger_entry_id": entry_id,
+        **(state or {}),
+    }
     CheckoutSession.objects.filter(pk=checkout.pk).exclude(status=Status.PAID).update(
         **fields, updated_at=now
     )
@@ -448,10 +430,13 @@ def _customer_user(customer_id: str | None, mode: str) -> str | None:
 
 __all__ = [
     "Fulfilment",
+    "after_grant",
     "checkout_problem",
     "ensure_customer",
     "fulfil_checkout",
     "grant_signup_bonus",
+    "has_active_subscription",
+    "mark_paid",
     "open_review",
     "reconcile_checkouts",
     "record_checkout_expired",

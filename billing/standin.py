@@ -25,7 +25,15 @@ from django.utils import timezone
 
 from billing.exceptions import GatewayError, SessionNotFound
 from billing.gateway import PAID_STATUSES, Price
-from billing.models import CheckoutSession, CreditPack, StripeEvent, StripeMode
+from billing.models import (
+    CheckoutSession,
+    CreditPack,
+    Plan,
+    StripeEvent,
+    StripeMode,
+    Subscription,
+    SubscriptionInvoice,
+)
 
 DELIVERY_TIMEOUT_SECONDS = 15
 
@@ -57,9 +65,9 @@ class StandinGateway:
     def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str:
         return "cus_standin_" + _digest(idempotency_key)
 
-    def resolve_price(self, pack: CreditPack) -> Price:
-        price_id = pack.stripe_price_id or f"price_standin_{pack.slug}"
-        return Price(id=price_id, unit_amount=pack.price_amount, currency=pack.currency)
+    def resolve_price(self, product: CreditPack | Plan) -> Price:
+        price_id = product.stripe_price_id or f"price_standin_{product.slug}"
+        return Price(id=price_id, unit_amount=product.price_amount, currency=product.currency)
 
     def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict:
         # Derived from the key, as Stripe answers a repeated key with the same session.
@@ -75,7 +83,7 @@ class StandinGateway:
 
     def retrieve_checkout_session(self, session_id: str) -> dict:
         row = (
-            CheckoutSession.objects.select_related("pack")
+            CheckoutSession.objects.select_related("pack", "plan")
             .filter(stripe_session_id=session_id)
             .first()
         )
@@ -108,6 +116,9 @@ class StandinGateway:
             ):
                 yield session
 
+    def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
+        raise GatewayError("The customer portal is Stripe's own page; the stand-in has none.")
+
 
 def session_object(row: CheckoutSession) -> dict[str, Any]:
     """Return the Checkout Session Stripe would hold for our row before anything happened."""
@@ -116,7 +127,7 @@ def session_object(row: CheckoutSession) -> dict[str, Any]:
     return {
         "id": row.stripe_session_id,
         "object": "checkout.session",
-        "mode": "payment",
+        "mode": "subscription" if row.is_subscription else "payment",
         "livemode": False,
         "status": "expired" if expired else "open",
         "payment_status": "unpaid",
@@ -125,7 +136,7 @@ def session_object(row: CheckoutSession) -> dict[str, Any]:
         "metadata": {
             "checkout_id": str(row.id),
             "user_id": str(row.user_id),
-            "pack": row.pack.slug,
+            **({"plan": row.plan.slug} if row.is_subscription else {"pack": row.pack.slug}),
         },
         "currency": row.currency,
         "amount_subtotal": row.amount,
@@ -148,7 +159,7 @@ def _line_items(row: CheckoutSession) -> dict[str, Any]:
         "currency": row.currency,
         "amount_subtotal": row.amount,
         "amount_total": row.amount,
-        "description": row.pack.name,
+        "description": row.product_name,
     }
     return {"object": "list", "data": [item], "has_more": False}
 
@@ -158,10 +169,181 @@ def perform(action: str, session_id: str, *, webhook_url: str) -> httpx.Response
     event_type, changes = ACTIONS[action]
     session = StandinGateway().retrieve_checkout_session(session_id)
     session.update(changes)
-    if action in ("pay", "pay_delayed") and not session.get("payment_intent"):
+    subscribing = session.get("mode") == "subscription"
+    if subscribing and action == "pay":
+        session["subscription"] = session.get("subscription") or "sub_standin_" + _digest(
+            session_id
+        )
+    elif action in ("pay", "pay_delayed") and not session.get("payment_intent"):
         session["payment_intent"] = "pi_standin_" + secrets.token_hex(12)
     session.pop("line_items", None)  # events carry the session without expansions, as Stripe's
-    return deliver(build_event(event_type, session), webhook_url)
+    answer = deliver(build_event(event_type, session), webhook_url)
+    if subscribing and action == "pay" and answer.status_code == 200:
+        # Stripe follows a paid subscription checkout with the subscription and its invoice.
+        row = CheckoutSession.objects.select_related("plan").get(stripe_session_id=session_id)
+        subscription = subscription_object(
+            session["subscription"], row.stripe_customer_id, row.plan, row.user_id
+        )
+        answer = deliver(build_event("customer.subscription.created", subscription), webhook_url)
+        if answer.status_code == 200:
+            invoice = invoice_object(subscription, row.plan, "subscription_create")
+            answer = deliver(build_event("invoice.paid", invoice), webhook_url)
+    return answer
+
+
+def subscription_object(
+    subscription_id: str, customer_id: str, plan: Plan, user_id: Any, status: str = "active"
+) -> dict[str, Any]:
+    """Return an active Subscription shaped like Stripe's (period end 30 days from now)."""
+    now = int(time.time())
+    price_id = plan.stripe_price_id or f"price_standin_{plan.slug}"
+    return {
+        "id": subscription_id,
+        "object": "subscription",
+        "customer": customer_id,
+        "status": status,
+        "livemode": False,
+        "cancel_at_period_end": False,
+        "canceled_at": now if status == "canceled" else None,
+        "metadata": {"user_id": str(user_id), "plan": plan.slug},
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_standin_" + _digest(subscription_id),
+                    "object": "subscription_item",
+                    "price": {"id": price_id, "object": "price"},
+                    "quantity": 1,
+                    "current_period_start": now,
+                    "current_period_end": now + 30 * 24 * 3600,
+                }
+            ],
+        },
+    }
+
+
+def invoice_object(subscription: dict[str, Any], plan: Plan, billing_reason: str) -> dict:
+    """Return a paid Invoice for the subscription, in the pinned API version's shape."""
+    invoice_id = "in_standin_" + secrets.token_hex(12)
+    price_id = subscription["items"]["data"][0]["price"]["id"]
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": subscription["customer"],
+        "status": "paid",
+        "billing_reason": billing_reason,
+        "currency": plan.currency,
+        "amount_paid": plan.price_amount,
+        "livemode": False,
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": subscription["id"],
+                "metadata": subscription["metadata"],
+            },
+        },
+        "lines": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "il_standin_" + secrets.token_hex(8),
+                    "object": "line_item",
+                    "amount": plan.price_amount,
+                    "pricing": {"type": "price_details", "price_details": {"price": price_id}},
+                }
+            ],
+        },
+        "payments": {
+            "object": "list",
+            "data": [
+                {
+                    "object": "invoice_payment",
+                    "payment": {
+                        "type": "payment_intent",
+                        "payment_intent": "pi_standin_" + secrets.token_hex(12),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def renew(subscription_id: str, *, webhook_url: str) -> httpx.Response:
+    """Send ``invoice.paid`` for the subscription's next period."""
+    row = _subscription(subscription_id)
+    subscription = subscription_object(
+        subscription_id, row.stripe_customer_id, row.plan, row.user_id
+    )
+    deliver(build_event("customer.subscription.updated", subscription), webhook_url)
+    invoice = invoice_object(subscription, row.plan, "subscription_cycle")
+    return deliver(build_event("invoice.paid", invoice), webhook_url)
+
+
+def cancel_subscription(subscription_id: str, *, webhook_url: str) -> httpx.Response:
+    """Send ``customer.subscription.deleted``, as Stripe does when a cancellation takes effect."""
+    row = _subscription(subscription_id)
+    subscription = subscription_object(
+        subscription_id, row.stripe_customer_id, row.plan, row.user_id, status="canceled"
+    )
+    return deliver(build_event("customer.subscription.deleted", subscription), webhook_url)
+
+
+def refund(payment_intent: str, *, amount_refunded: int | None, webhook_url: str):
+    """Send ``charge.refunded`` with Stripe's cumulative ``amount_refunded`` (default: in full)."""
+    paid, currency = _payment(payment_intent)
+    total = paid if amount_refunded is None else min(amount_refunded, paid)
+    charge = {
+        "id": "ch_standin_" + _digest(payment_intent),
+        "object": "charge",
+        "payment_intent": payment_intent,
+        "amount": paid,
+        "amount_refunded": total,
+        "currency": currency,
+        "refunded": total >= paid,
+        "livemode": False,
+    }
+    return deliver(build_event("charge.refunded", charge), webhook_url)
+
+
+def dispute(payment_intent: str, *, status: str, webhook_url: str) -> httpx.Response:
+    """Send ``charge.dispute.created`` (status ``needs_response``) or ``.closed`` (won, lost)."""
+    paid, currency = _payment(payment_intent)
+    event_type = "charge.dispute.created" if status == "needs_response" else "charge.dispute.closed"
+    data = {
+        "id": "dp_standin_" + _digest(payment_intent),
+        "object": "dispute",
+        "charge": "ch_standin_" + _digest(payment_intent),
+        "payment_intent": payment_intent,
+        "amount": paid,
+        "currency": currency,
+        "status": status,
+        "reason": "fraudulent",
+        "livemode": False,
+    }
+    return deliver(build_event(event_type, data), webhook_url)
+
+
+def _subscription(subscription_id: str) -> Subscription:
+    row = (
+        Subscription.objects.select_related("plan")
+        .filter(stripe_subscription_id=subscription_id, mode=StripeMode.STANDIN)
+        .first()
+    )
+    if row is None or row.plan is None:
+        raise GatewayError(f"No stand-in subscription {subscription_id} with a plan.")
+    return row
+
+
+def _payment(payment_intent: str) -> tuple[int, str]:
+    checkout = CheckoutSession.objects.filter(
+        stripe_payment_intent_id=payment_intent, mode=StripeMode.STANDIN
+    ).first()
+    if checkout is not None:
+        return checkout.amount_total or checkout.amount, checkout.currency
+    invoice = SubscriptionInvoice.objects.filter(stripe_payment_intent_id=payment_intent).first()
+    if invoice is not None:
+        return invoice.amount_paid, invoice.currency
+    raise GatewayError(f"No stand-in payment {payment_intent}.")
 
 
 def build_event(event_type: str, data_object: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ urlpatterns = [
     # The pack id comes from the form field ``pack``, or from the path for links built per pack.
     path("buy/", views.buy, name="buy"),
     path("buy/<int:pack_id>/", views.buy, name="buy"),
+    path("subscribe/", views.subscribe, name="subscribe"),
+    path("portal/", views.portal, name="portal"),
     path("success/", views.success, name="success"),
     path("cancel/", views.cancel, name="cancel"),
     path("export.csv", views.export, name="export"),

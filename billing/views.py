@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import selectors, services, standin, webhooks
+from billing import selectors, services, standin, subscriptions, webhooks
 from billing.exceptions import BillingError, GatewayError, PriceMismatch
 from billing.gateway import current_mode, payments_configured
 from billing.models import CheckoutSession
@@ -58,6 +58,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "journal": selectors.journal_page(request.user, before=before),
         "paged": before is not None,
         "purchases": selectors.recent_purchases(request.user, limit=5),
+        "plans": selectors.plans_for_sale(),
+        "subscription": selectors.current_subscription(request.user),
     }
     return render(request, "billing/overview.html", context)
 
@@ -85,6 +87,48 @@ def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
         messages.error(request, str(error))
         return see_other(reverse("billing:overview"))
     return see_other(checkout.url)
+
+
+@login_required
+@require_POST
+def subscribe(request: HttpRequest) -> HttpResponse:
+    """Start subscription-mode Checkout for one plan and send the buyer there with 303."""
+    plan_id = _int_or_none(request.POST.get("plan"))
+    plan = selectors.plans_for_sale().filter(pk=plan_id).first() if plan_id else None
+    if plan is None:
+        messages.error(request, "That plan is not on sale. Pick one of the plans below.")
+        return see_other(reverse("billing:overview"))
+    try:
+        checkout = subscriptions.start_subscription(request.user, plan)
+    except PriceMismatch as error:
+        ops_alert("Billing: plan price mismatch", str(error), plan=plan.slug)
+        messages.error(request, "This plan cannot be bought right now. Nothing was charged.")
+        return see_other(reverse("billing:overview"))
+    except GatewayError:
+        logger.exception("could not start subscription checkout for plan %s", plan.slug)
+        messages.error(request, "Stripe could not be reached. Nothing was charged; try again.")
+        return see_other(reverse("billing:overview"))
+    except BillingError as error:
+        messages.error(request, str(error))
+        return see_other(reverse("billing:overview"))
+    return see_other(checkout.url)
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    """Open Stripe's customer portal (manage or cancel the subscription) with 303."""
+    return_url = settings.SITE_URL + reverse("billing:overview")
+    try:
+        url = subscriptions.portal_url(request.user, return_url=return_url)
+    except GatewayError:
+        logger.exception("could not open the customer portal")
+        messages.error(request, "Stripe could not be reached. Try again in a moment.")
+        return see_other(reverse("billing:overview"))
+    except BillingError as error:
+        messages.info(request, str(error))
+        return see_other(reverse("billing:overview"))
+    return see_other(url)
 
 
 @login_required

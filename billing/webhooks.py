@@ -18,13 +18,20 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from billing import services
+from billing import reversals, services, subscriptions
 from billing.models import StripeEvent
 
 logger = logging.getLogger(__name__)
 
 FULFILLING_TYPES = frozenset(
     {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+)
+SUBSCRIPTION_TYPES = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
 )
 
 
@@ -85,6 +92,17 @@ def process(event: dict) -> str:
     if kind == "checkout.session.expired":
         services.record_checkout_expired(session)
         return "expired"
+    data = event["data"]["object"]
+    if kind == "charge.refunded":
+        return reversals.record_refund(data, event_id=event["id"])
+    if kind in ("charge.dispute.created", "charge.dispute.closed"):
+        return reversals.record_dispute(
+            data, closed=kind == "charge.dispute.closed", event_id=event["id"]
+        )
+    if kind == "invoice.paid":
+        return subscriptions.record_invoice_paid(data, event_id=event["id"])
+    if kind in SUBSCRIPTION_TYPES:
+        return subscriptions.sync_subscription(data, event_created=int(event.get("created") or 0))
     return "recorded"
 
 

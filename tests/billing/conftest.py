@@ -129,3 +129,72 @@ def pack(pack_factory, fake_stripe) -> CreditPack:
 def close_thread_connections():
     """Close the database connection a worker thread opened (call at the end of the thread)."""
     return connections.close_all
+
+
+def spend(user, credits: int) -> None:
+    """Spend credits as a generation does: hold, then capture."""
+    from datetime import timedelta
+
+    from ledger import api as ledger
+
+    reference = f"test-spend-{uuid.uuid4()}"
+    assert ledger.hold(user.pk, reference, credits, ttl=timedelta(minutes=5)).status == "held"
+    assert ledger.capture(reference).status == "captured"
+
+
+def available(user) -> int:
+    from ledger import selectors as ledger_selectors
+
+    return ledger_selectors.balance(user.pk).available
+
+
+def assert_ledger_healthy(*users) -> None:
+    """Fail when ledger_check() or ledger_audit() names one of these accounts."""
+    from ledger import api as ledger
+
+    ids = [str(u.pk) for u in users]
+    problems = [v for v in ledger.check() + ledger.audit() if any(i in v.detail for i in ids)]
+    assert problems == []
+
+
+def charge_object(payment_intent: str, *, refunded: int, amount: int = 1000, charge_id=None):
+    """A Charge as ``charge.refunded`` carries it: ``amount_refunded`` is cumulative."""
+    return {
+        "id": charge_id or "ch_" + payment_intent.removeprefix("pi_"),
+        "object": "charge",
+        "payment_intent": payment_intent,
+        "amount": amount,
+        "amount_refunded": refunded,
+        "currency": "usd",
+        "refunded": refunded >= amount,
+        "status": "succeeded",
+    }
+
+
+def dispute_object(payment_intent: str, *, status: str, amount: int = 1000, dispute_id=None):
+    return {
+        "id": dispute_id or "dp_" + payment_intent.removeprefix("pi_"),
+        "object": "dispute",
+        "charge": "ch_" + payment_intent.removeprefix("pi_"),
+        "payment_intent": payment_intent,
+        "amount": amount,
+        "currency": "usd",
+        "reason": "fraudulent",
+        "status": status,
+    }
+
+
+@pytest.fixture
+def buy(post_event, fake_stripe, pack):
+    """Buy the 100-credit pack for a user through a signed webhook; return the paid purchase."""
+    from billing import services
+
+    def purchase(user):
+        checkout = services.start_checkout(user, pack)
+        session = fake_stripe.complete(checkout.stripe_session_id)
+        assert post_event(make_event("checkout.session.completed", session)).status_code == 200
+        checkout.refresh_from_db()
+        assert checkout.status == "paid"
+        return checkout
+
+    return purchase

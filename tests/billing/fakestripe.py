@@ -67,13 +67,20 @@ class FakeStripe(stripe.HTTPClient):
     # -- test helpers ------------------------------------------------------------------------
 
     def add_price(
-        self, price_id: str, *, unit_amount: int, currency: str = "usd", lookup_key: str = ""
+        self,
+        price_id: str,
+        *,
+        unit_amount: int,
+        currency: str = "usd",
+        lookup_key: str = "",
+        interval: str | None = None,
     ) -> dict:
         price = {
             "id": price_id,
             "object": "price",
             "active": True,
-            "type": "one_time",
+            "type": "recurring" if interval else "one_time",
+            "recurring": {"interval": interval, "interval_count": 1} if interval else None,
             "currency": currency,
             "unit_amount": unit_amount,
             "lookup_key": lookup_key or None,
@@ -84,11 +91,11 @@ class FakeStripe(stripe.HTTPClient):
     def complete(self, session_id: str, *, payment_status: str = "paid", **changes) -> dict:
         """Do what Stripe does when the buyer pays: complete the session."""
         session = self.sessions[session_id]
-        session.update(
-            status="complete",
-            payment_status=payment_status,
-            payment_intent=session["payment_intent"] or "pi_" + secrets.token_hex(8),
-        )
+        session.update(status="complete", payment_status=payment_status)
+        if session["mode"] == "subscription":
+            session["subscription"] = session.get("subscription") or "sub_" + secrets.token_hex(8)
+        else:
+            session["payment_intent"] = session["payment_intent"] or "pi_" + secrets.token_hex(8)
         session.update(changes)
         return self.session_with_items(session_id)
 
@@ -151,6 +158,17 @@ class FakeStripe(stripe.HTTPClient):
         if method == "get" and path.startswith("/v1/prices/"):
             price = self.prices.get(path.rsplit("/", 1)[1])
             return self._ok(price) if price else self._missing("price")
+        if method == "post" and path == "/v1/billing_portal/sessions":
+            portal_id = "bps_" + secrets.token_hex(8)
+            return self._ok(
+                {
+                    "id": portal_id,
+                    "object": "billing_portal.session",
+                    "customer": params.get("customer"),
+                    "return_url": params.get("return_url"),
+                    "url": f"https://billing.stripe.com/p/session/{portal_id}",
+                }
+            )
         if method == "post" and path == "/v1/checkout/sessions":
             return self._ok(self._create_session(params))
         if method == "get" and path == "/v1/checkout/sessions":

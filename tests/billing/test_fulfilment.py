@@ -153,12 +153,18 @@ def test_deactivated_user_goes_to_review_then_admin_grants_once(
     for _ in range(2):
         staff_client.post(
             "/admin/billing/reviewitem/",
-            {"action": "grant_and_resolve", "_selected_action": [item.pk]},
+            {
+                "action": "resolve_by_grant",
+                "_selected_action": [item.pk],
+                "apply": "1",
+                "reason": "Reactivated after ID check",
+            },
         )
 
     item.refresh_from_db()
     purchase.refresh_from_db()
     assert item.resolution == "granted" and item.resolved_by == staff
+    assert item.note == "Reactivated after ID check"
     assert purchase.status == "paid"
     assert available(alice) == 100
 

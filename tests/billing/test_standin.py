@@ -138,3 +138,43 @@ def test_standin_events_verify_with_the_independent_signer(standin_pack, alice, 
     header = standin.signature_header(payload, settings.STRIPE_WEBHOOK_SECRET, timestamp=1700000000)
 
     assert header == stripe_signature(payload, timestamp=1700000000)
+
+
+def test_standin_subscription_journey_with_the_command(
+    buyer, live_server, alice, standin_settings, capsys
+):
+    from billing.models import Plan, Subscription, SubscriptionInvoice
+
+    plan = Plan.objects.create(
+        name="Stand-in monthly",
+        slug="standin-monthly",
+        credits_per_period=290,
+        price_amount=2900,
+        stripe_lookup_key="standin_monthly",
+    )
+    url = live_server.url + "/webhooks/stripe/"
+    location = buyer.post("/billing/subscribe/", {"plan": plan.pk})["Location"]
+    assert b"Pay $29.00" in buyer.get(location).content
+
+    buyer.post(location, {"action": "pay"})
+    assert ledger_selectors.balance(alice.pk).available == 290
+    subscription = Subscription.objects.get(user=alice)
+    assert subscription.status == "active" and subscription.plan == plan
+    assert b"Next renewal" in buyer.get("/billing/").content
+
+    sub_id = subscription.stripe_subscription_id
+    call_command("stripe_send_event", "invoice.paid", subscription=sub_id, url=url)
+    assert ledger_selectors.balance(alice.pk).available == 580
+
+    intent = SubscriptionInvoice.objects.filter(user=alice).first().stripe_payment_intent_id
+    call_command(
+        "stripe_send_event", "charge.refunded", payment_intent=intent, amount=1450, url=url
+    )
+    assert ledger_selectors.balance(alice.pk).available == 580 - 145
+    call_command("stripe_send_event", "customer.subscription.deleted", subscription=sub_id, url=url)
+
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled"
+    assert "webhook answered 200" in capsys.readouterr().out
+    portal = buyer.post("/billing/portal/", follow=True)
+    assert b"does not exist in stand-in mode" in portal.content

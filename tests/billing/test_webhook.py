@@ -322,3 +322,22 @@ def test_stored_payload_is_the_signed_event(post_event, purchase, fake_stripe):
     post_event(event)
 
     assert StripeEvent.objects.get().payload == json.loads(encode(event))
+
+
+def test_webhook_without_a_configured_secret_answers_503_and_stores_nothing(
+    client, settings, purchase, fake_stripe
+):
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    event = completed(fake_stripe, purchase)
+    payload = encode(event)
+
+    response = client.post(
+        "/webhooks/stripe/",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=stripe_signature(payload),
+    )
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "not_configured"}
+    assert not StripeEvent.objects.exists()

@@ -1,0 +1,301 @@
+"""Subscriptions: Checkout in subscription mode, additive grants per paid invoice, a synced row."""
+
+import secrets
+import time
+
+import pytest
+
+from billing import subscriptions
+from billing.models import Plan, ReviewItem, Subscription, SubscriptionInvoice
+from tests.billing.conftest import (
+    assert_ledger_healthy,
+    available,
+    charge_object,
+    make_event,
+    spend,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def plan(db, fake_stripe) -> Plan:
+    plan = Plan.objects.create(
+        name="Monthly test",
+        slug=f"monthly-{secrets.token_hex(4)}",
+        credits_per_period=290,
+        price_amount=2900,
+        stripe_price_id=f"price_monthly_{secrets.token_hex(4)}",
+    )
+    fake_stripe.add_price(plan.stripe_price_id, unit_amount=2900, interval="month")
+    return plan
+
+
+def subscription_object(sub_id, customer, plan, user, *, status="active", period_end=None):
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": False,
+        "canceled_at": int(time.time()) if status == "canceled" else None,
+        "metadata": {"user_id": str(user.pk), "plan": plan.slug},
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_" + secrets.token_hex(6),
+                    "object": "subscription_item",
+                    "price": {"id": plan.stripe_price_id, "object": "price"},
+                    "current_period_end": period_end or int(time.time()) + 30 * 86400,
+                }
+            ],
+        },
+    }
+
+
+def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None, intent=None):
+    """An Invoice in the pinned API version's shape (parent, pricing, payments)."""
+    return {
+        "id": invoice_id or "in_" + secrets.token_hex(8),
+        "object": "invoice",
+        "customer": customer,
+        "status": "paid",
+        "billing_reason": reason,
+        "currency": "usd",
+        "amount_paid": plan.price_amount,
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": sub_id,
+                "metadata": {"user_id": str(user.pk), "plan": plan.slug},
+            },
+        },
+        "lines": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "il_" + secrets.token_hex(6),
+                    "pricing": {
+                        "type": "price_details",
+                        "price_details": {"price": plan.stripe_price_id},
+                    },
+                }
+            ],
+        },
+        "payments": {
+            "object": "list",
+            "data": [
+                {
+                    "payment": {
+                        "type": "payment_intent",
+                        "payment_intent": intent or "pi_" + secrets.token_hex(8),
+                    }
+                }
+            ],
+        },
+    }
+
+
+def send(post_event, event_type, data, **extra):
+    response = post_event(make_event(event_type, data, **extra))
+    assert response.status_code == 200, response.content
+    return response.json()["status"]
+
+
+@pytest.fixture
+def subscribe(post_event, fake_stripe, plan):
+    """Subscribe a user through Checkout; Stripe's events follow; return (session, sub id)."""
+
+    def run(user, *, first_invoice=True):
+        checkout = subscriptions.start_subscription(user, plan)
+        session = fake_stripe.complete(checkout.stripe_session_id)
+        send(post_event, "checkout.session.completed", session)
+        sub_id = session["subscription"]
+        customer = checkout.stripe_customer_id
+        send(
+            post_event,
+            "customer.subscription.created",
+            subscription_object(sub_id, customer, plan, user),
+        )
+        if first_invoice:
+            invoice = invoice_object(sub_id, customer, plan, user, reason="subscription_create")
+            send(post_event, "invoice.paid", invoice)
+        checkout.refresh_from_db()
+        return checkout, sub_id
+
+    return run
+
+
+def test_subscribing_uses_subscription_mode_and_the_first_invoice_grants(
+    alice, alice_client, subscribe, fake_stripe, plan
+):
+    checkout, sub_id = subscribe(alice)
+
+    (create,) = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert create.params["mode"] == "subscription"
+    assert create.params["subscription_data"]["metadata"]["user_id"] == str(alice.pk)
+    assert "payment_intent_data" not in create.params
+    assert checkout.status == "paid" and checkout.stripe_subscription_id == sub_id
+    assert available(alice) == 290
+    row = Subscription.objects.get(stripe_subscription_id=sub_id)
+    assert row.status == "active" and row.plan == plan and row.user == alice
+    page = alice_client.get("/billing/").content.decode()
+    assert plan.name in page
+    assert f"Next renewal: {row.current_period_end:%Y-%m-%d}" in page
+
+
+def test_invoice_paid_twice_for_one_invoice_grants_once(post_event, alice, subscribe, plan):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+    )
+    event = make_event("invoice.paid", invoice)
+
+    statuses = [post_event(event).json()["status"] for _ in range(2)]
+    statuses.append(send(post_event, "invoice.paid", invoice))  # a new event id, same invoice
+
+    assert statuses == ["processed", "duplicate", "processed"]
+    assert available(alice) == 290
+    assert SubscriptionInvoice.objects.get().status == "granted"
+    assert_ledger_healthy(alice)
+
+
+def test_renewal_after_a_pack_purchase_adds_to_what_is_left(
+    post_event, alice, subscribe, buy, plan
+):
+    checkout, sub_id = subscribe(alice)
+    buy(alice)
+    spend(alice, 290 + 100 - 35)
+    assert available(alice) == 35
+
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+    )
+    send(post_event, "invoice.paid", invoice)
+
+    assert available(alice) == 35 + 290 == 325
+    assert_ledger_healthy(alice)
+
+
+def test_other_billing_reasons_are_recorded_without_credits(post_event, alice, subscribe, plan):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_update"
+    )
+
+    send(post_event, "invoice.paid", invoice)
+
+    assert available(alice) == 0
+    assert SubscriptionInvoice.objects.get().status == "recorded"
+
+
+def test_invoice_of_a_customer_we_do_not_know_goes_to_review(post_event, alice, plan):
+    invoice = invoice_object("sub_x", "cus_stranger", plan, alice, reason="subscription_cycle")
+
+    send(post_event, "invoice.paid", invoice)
+
+    assert ReviewItem.objects.get().reason == ReviewItem.Reason.INVOICE_PROBLEM
+    assert available(alice) == 0
+
+
+def test_subscription_deleted_is_final_even_if_an_older_update_arrives_later(
+    post_event, alice, alice_client, subscribe, plan
+):
+    checkout, sub_id = subscribe(alice)
+    customer = checkout.stripe_customer_id
+    now = int(time.time())
+    older = make_event(
+        "customer.subscription.updated",
+        subscription_object(sub_id, customer, plan, alice),
+        created=now - 60,
+    )
+    deleted = make_event(
+        "customer.subscription.deleted",
+        subscription_object(sub_id, customer, plan, alice, status="canceled"),
+        created=now,
+    )
+
+    assert post_event(deleted).status_code == 200
+    assert post_event(older).json()["status"] == "processed"
+
+    row = Subscription.objects.get(stripe_subscription_id=sub_id)
+    assert row.status == "canceled" and row.canceled_at is not None
+    assert available(alice) == 290  # credits already granted stay
+    assert "This subscription has ended" in alice_client.get("/billing/").content.decode()
+
+
+def test_stale_pack_session_after_the_subscription_lapsed_goes_to_review(
+    post_event, settings, alice, subscribe, pack, fake_stripe, plan
+):
+    from billing import services
+
+    settings.BILLING_PACKS_REQUIRE_SUBSCRIPTION = True
+    checkout, sub_id = subscribe(alice)
+    purchase = services.start_checkout(alice, pack)
+    send(
+        post_event,
+        "customer.subscription.deleted",
+        subscription_object(sub_id, checkout.stripe_customer_id, plan, alice, status="canceled"),
+    )
+
+    session = fake_stripe.complete(purchase.stripe_session_id)
+    send(post_event, "checkout.session.completed", session)
+
+    purchase.refresh_from_db()
+    assert purchase.status == "review"
+    assert ReviewItem.objects.get(checkout_session=purchase).reason == "not_subscribed"
+    assert available(alice) == 290
+    with pytest.raises(services.BillingError, match="subscribers"):
+        services.start_checkout(alice, pack)
+
+
+def test_refund_of_a_subscription_invoice_claws_back_its_credits(
+    post_event, alice, subscribe, plan
+):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id,
+        checkout.stripe_customer_id,
+        plan,
+        alice,
+        reason="subscription_create",
+        intent="pi_invoice_1",
+    )
+    send(post_event, "invoice.paid", invoice)
+
+    charge = charge_object("pi_invoice_1", refunded=2900, amount=2900)
+    send(post_event, "charge.refunded", charge)
+
+    assert available(alice) == 0
+    assert ReviewItem.objects.get(reason="refund").user == alice
+
+
+def test_portal_button_opens_stripe_and_the_stand_in_explains(
+    alice, alice_client, subscribe, fake_stripe, settings
+):
+    subscribe(alice)
+
+    response = alice_client.post("/billing/portal/")
+
+    assert response.status_code == 303
+    assert response["Location"].startswith("https://billing.stripe.com/p/session/")
+    (call,) = fake_stripe.calls_to("POST", "/v1/billing_portal/sessions")
+    assert call.params["return_url"] == "https://shop.example/billing/"
+
+    settings.BILLING_STANDIN_ENABLED = True
+    response = alice_client.post("/billing/portal/", follow=True)
+    assert "does not exist in stand-in mode" in response.content.decode()
+
+
+def test_a_second_subscription_is_refused_while_one_is_active(alice, subscribe, plan):
+    subscribe(alice)
+
+    with pytest.raises(subscriptions.BillingError, match="already have a subscription"):
+        subscriptions.start_subscription(alice, plan)
+
+
+def test_collect_unpaid_task_runs_generation_collection_for_the_account(alice):
+    from billing import tasks
+
+    assert tasks.collect_unpaid(str(alice.pk)) == 0
