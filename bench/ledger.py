@@ -1,15 +1,17 @@
 """Benchmark the ledger functions against a raw guarded UPDATE on one server (DESIGN section 9).
 
-Creates its own database with the project's bootstrap (roles, default privileges), migrates it
-with ``manage.py migrate`` as the owner, then measures, with 8 client processes on separate
-connections (psycopg, prepared statements after the first calls, autocommit):
+Creates two fresh databases (throughput, then scaling) with the project's bootstrap, migrates each
+with ``manage.py migrate`` as the owner, then measures:
 
+* ``ledger_check()`` and the sweeper (1000 due holds) at 10 thousand and at 1 million journal
+  rows (``--quick``: 100 thousand), best of several runs each, on a fresh journal;
+* the time to expire 100,000 due holds with ``ledger_expire_due``;
 * ops/s of ``UPDATE ... SET available = available - 1 WHERE ... AND available >= 1`` (the
   baseline), ``ledger_hold``, hold+capture cycles and ``ledger_grant``, each on 1000 accounts
-  (spread) and on 1 hot account, interleaved round by round, each with its ratio to the baseline;
-* the time to expire 100,000 due holds with ``ledger_expire_due``;
-* ``ledger_check()`` and the sweeper at 10 thousand and at 1 million journal rows (``--quick``:
-  100 thousand).
+  (spread) and on 1 hot account, by the same 8 client processes on the same 8 connections
+  (psycopg, autocommit, prepared statements after the first calls), in short slices
+  interleaved round by round; each ratio to the baseline is taken within a round and the
+  median over rounds is reported, with every round's ratio and the clients' CPU per op.
 
 Prints a table and ends with one JSON line. Needs ``DATABASE_ADMIN_URL`` (a superuser); run it
 through the launcher so fsync and synchronous_commit are on:
@@ -23,6 +25,7 @@ import json
 import multiprocessing
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -42,55 +45,82 @@ SPREAD_ACCOUNTS = 1000
 FUNDS = 10**11
 
 
-def _worker(url, case, accounts, seconds, tag, start_barrier, results):
-    """Run one case on one connection for ``seconds`` after the barrier; report the op count."""
+class Clients:
+    """CLIENTS worker processes, each with one connection kept for the whole run.
+
+    Every case (baseline and functions alike) runs on the same processes, connections and
+    driver, one statement per round trip, so only the SQL differs. Processes, not threads: the
+    GIL would make the client the bottleneck on 2 cores. Each slice reports its op count and
+    the client CPU it used, so a run can show the clients were not what limited it.
+    """
+
+    def __init__(self, url: str, spread: list[str], hot: list[str]) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.barrier = ctx.Barrier(CLIENTS + 1)
+        self.results = ctx.Queue()
+        self.inboxes = [ctx.Queue() for _ in range(CLIENTS)]
+        self.procs = [
+            ctx.Process(
+                target=_worker,
+                args=(url, n, spread, hot, inbox, self.barrier, self.results),
+                daemon=True,
+            )
+            for n, inbox in enumerate(self.inboxes)
+        ]
+        for p in self.procs:
+            p.start()
+
+    def run(self, case: str, where: str, seconds: float) -> tuple[float, float]:
+        """Return (ops/s, client CPU seconds per op) of ``case`` on ``where`` for ``seconds``."""
+        tag = uuid.uuid4().hex[:10]
+        for n, inbox in enumerate(self.inboxes):
+            inbox.put((case, where, seconds, f"{tag}-{n}"))
+        self.barrier.wait()
+        started = time.perf_counter()
+        replies = [self.results.get(timeout=seconds + 120) for _ in self.procs]
+        elapsed = max(time.perf_counter() - started, seconds)
+        total = sum(count for count, _ in replies)
+        cpu = sum(cpu for _, cpu in replies)
+        return total / elapsed, cpu / max(total, 1)
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put(None)
+        for p in self.procs:
+            p.join(timeout=30)
+
+
+def _worker(url, n, spread, hot, inbox, barrier, results):
+    """Run slices as the parent asks, on one connection, until told to stop."""
+    rng = random.Random(n)
     with psycopg.connect(url, autocommit=True) as conn:
-        count, i = 0, 0
-        rng = random.Random(tag)
-        start_barrier.wait()
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            account = accounts[rng.randrange(len(accounts))]
-            i += 1
-            ref = f"{tag}-{i}"
-            if case == "raw":
-                conn.execute(
-                    "UPDATE bench_raw SET available = available - 1 "
-                    "WHERE account_id = %s AND available >= 1",
-                    [account],
-                )
-            elif case == "hold":
-                conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
-            elif case == "cycle":
-                conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
-                conn.execute("SELECT * FROM ledger_capture(%s, NULL)", [ref])
-            elif case == "grant":
-                conn.execute("SELECT * FROM ledger_grant(%s, 1, %s, 'bench', '')", [account, ref])
-            count += 1
-        results.put(count)
-
-
-def run_case(url: str, case: str, accounts: list[str], seconds: float) -> float:
-    """Return ops/s of ``case`` with CLIENTS processes."""
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(CLIENTS + 1)
-    results = ctx.Queue()
-    tag = uuid.uuid4().hex[:10]
-    procs = [
-        ctx.Process(
-            target=_worker, args=(url, case, accounts, seconds, f"{tag}-{n}", barrier, results)
-        )
-        for n in range(CLIENTS)
-    ]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    started = time.perf_counter()
-    total = sum(results.get(timeout=seconds + 60) for _ in procs)
-    elapsed = max(time.perf_counter() - started, seconds)
-    for p in procs:
-        p.join()
-    return total / elapsed
+        while (job := inbox.get()) is not None:
+            case, where, seconds, tag = job
+            accounts = spread if where == "spread" else hot
+            count = 0
+            barrier.wait()
+            cpu = time.process_time()
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                account = accounts[rng.randrange(len(accounts))]
+                count += 1
+                ref = f"{tag}-{count}"
+                if case == "raw":
+                    conn.execute(
+                        "UPDATE bench_raw SET available = available - 1 "
+                        "WHERE account_id = %s AND available >= 1",
+                        [account],
+                    )
+                elif case == "hold":
+                    conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
+                elif case == "cycle":
+                    conn.execute("SELECT * FROM ledger_hold(%s, %s, 1, '1 hour')", [account, ref])
+                    conn.execute("SELECT * FROM ledger_capture(%s, NULL)", [ref])
+                elif case == "grant":
+                    conn.execute(
+                        "SELECT * FROM ledger_grant(%s, 1, %s, 'bench', '')", [account, ref]
+                    )
+            results.put((count, time.process_time() - cpu))
 
 
 def migrate(admin_url: str, plan: RolePlan) -> tuple[str, str]:
@@ -113,6 +143,14 @@ def migrate(admin_url: str, plan: RolePlan) -> tuple[str, str]:
         check=True,
     )
     return owner, app
+
+
+def fresh_database(admin_url: str, plans: list[RolePlan]) -> tuple[str, str]:
+    """Create, bootstrap and migrate a new bench database; remember it in ``plans`` to drop."""
+    dbname = f"bench_ledger_{uuid.uuid4().hex[:6]}"
+    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
+    plans.append(plan)
+    return migrate(admin_url, plan)
 
 
 def seed_accounts(app: str, owner: str, prefix: str) -> tuple[list[str], list[str]]:
@@ -245,61 +283,77 @@ def main() -> int:
     if not admin_url:
         print("DATABASE_ADMIN_URL is required (run through python -m config.devstack --test)")
         return 2
-    seconds, rounds = (2.0, 1) if args.quick else (8.0, 3)
+    # Short slices, many rounds: each function slice sits next to a baseline slice of the same
+    # round, so the ratio is taken per round (load on a shared machine drifts between rounds,
+    # much less within one) and the median of the rounds is reported.
+    seconds, rounds = (0.8, 3) if args.quick else (3.0, 7)
     big = 100_000 if args.quick else 1_000_000
-    dbname = f"bench_ledger_{uuid.uuid4().hex[:6]}"
-    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
+    load_start = [round(x, 2) for x in os.getloadavg()]
     wall = time.perf_counter()
-    owner, app = migrate(admin_url, plan)
+    plans: list[RolePlan] = []
+    clients = None
     try:
-        with psycopg.connect(url_for_database(admin_url, dbname), autocommit=True) as conn:
+        # Throughput on a fresh database; scaling on another fresh one, so each starts from the
+        # same state whatever the other did (the rounds append tens of thousands of entries).
+        owner, app = fresh_database(admin_url, plans)
+        with psycopg.connect(url_for_database(admin_url, plans[0].dbname), autocommit=True) as conn:
             server = {
                 "postgres_version": conn.execute("SHOW server_version").fetchone()[0],
                 "fsync": conn.execute("SHOW fsync").fetchone()[0],
                 "synchronous_commit": conn.execute("SHOW synchronous_commit").fetchone()[0],
             }
-        spread, hot = seed_accounts(app, owner, plan.prefix)
-        cases = [
-            ("raw", "spread"),
-            ("raw", "hot"),
-            ("hold", "spread"),
-            ("hold", "hot"),
-            ("cycle", "spread"),
-            ("cycle", "hot"),
-            ("grant", "spread"),
-            ("grant", "hot"),
-        ]
-        rates: dict[str, list[float]] = {f"{c}_{w}": [] for c, w in cases}
-        for _ in range(rounds):
-            for case, where in cases:
-                accounts = spread if where == "spread" else hot
-                rates[f"{case}_{where}"].append(run_case(app, case, accounts, seconds))
-        median = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+        spread, hot = seed_accounts(app, owner, plans[0].prefix)
+        cases = ["raw", "hold", "cycle", "grant"]
+        clients = Clients(app, spread, hot)
+        for where in ("spread", "hot"):  # warm-up: connections, plans, prepared statements
+            for case in cases:
+                clients.run(case, where, 0.3)
+        rates: dict[str, list[float]] = {}
+        ratios: dict[str, list[float]] = {}
+        cpu_per_op: dict[str, list[float]] = {}
+        for n in range(rounds):
+            for where in ("spread", "hot"):
+                # Alternate the order each round so neither side always runs first.
+                order = cases if n % 2 == 0 else cases[::-1]
+                got = {case: clients.run(case, where, seconds) for case in order}
+                for case, (rate, cpu) in got.items():
+                    rates.setdefault(f"{case}_{where}", []).append(rate)
+                    cpu_per_op.setdefault(f"{case}_{where}", []).append(cpu)
+                    ratios.setdefault(f"{case}_{where}", []).append(rate / got["raw"][0])
+        clients.close()
+        clients = None
+        median = {k: statistics.median(v) for k, v in rates.items()}
+        median_ratio = {k: statistics.median(v) for k, v in ratios.items()}
+        final_check, violations_after = time_check(app, repeats=1)
 
-        # Scaling: check and sweeper at ~10k journal rows, then at `big` rows.
-        small_rows = journal_rows(owner)
-        # Measure both sizes in the same state: freshly vacuumed and analyzed.
-        grow_journal(owner, spread + hot, max(10_000 - small_rows, len(spread) + 1))
+        # Scaling: both sizes measured in the same state (freshly vacuumed and analyzed), best
+        # of several runs each.
+        owner, app = fresh_database(admin_url, plans)
+        spread, hot = seed_accounts(app, owner, plans[1].prefix)
+        grow_journal(owner, spread + hot, 10_000 - journal_rows(owner))
         rows_small = journal_rows(owner)
-        check_small, _ = time_check(app)
-        sweep_small = time_sweeper(app, owner, spread)
+        check_small, _ = time_check(app, repeats=7)
+        sweep_small = min(time_sweeper(app, owner, spread) for _ in range(3))
         grow_journal(owner, spread + hot, big - journal_rows(owner))
         rows_big = journal_rows(owner)
-        check_big, violations = time_check(app)
-        sweep_big = time_sweeper(app, owner, spread)
+        check_big, violations = time_check(app, repeats=7)
+        sweep_big = min(time_sweeper(app, owner, spread) for _ in range(3))
 
         make_due_holds(owner, spread, 100_000)
         expired, sweeper_100k = sweep_all(app)
-        final_check, violations_after = time_check(app, repeats=1)
+        violations += time_check(app, repeats=1)[1]
     finally:
+        if clients is not None:
+            clients.close()
         if not args.keep:
-            drop_database(admin_url, dbname)
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                for role in (plan.app, plan.owner):
-                    conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+            for plan in plans:
+                drop_database(admin_url, plan.dbname)
+                with psycopg.connect(admin_url, autocommit=True) as conn:
+                    for role in (plan.app, plan.owner):
+                        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
     def ratio(case: str, where: str) -> float:
-        return round(median[f"{case}_{where}"] / median[f"raw_{where}"], 3)
+        return round(median_ratio[f"{case}_{where}"], 3)
 
     figures = {
         "raw_spread_per_s": round(median["raw_spread"]),
@@ -328,6 +382,14 @@ def main() -> int:
         "sweeper_scaling": round(sweep_big / sweep_small, 3),
         "check_violations": violations + violations_after,
         "final_check_seconds": round(final_check, 4),
+        "ratio_rounds": {k: [round(r, 3) for r in v] for k, v in ratios.items() if "raw" not in k},
+        # Client CPU per op (the 8 client processes): if this times the rate approached the
+        # cores, the clients and not the server would be what the baseline measures.
+        "client_cpu_us_per_op": {
+            k: round(statistics.median(v) * 1e6, 1) for k, v in cpu_per_op.items()
+        },
+        "loadavg_start": load_start,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "clients": CLIENTS,
         "seconds_per_case": seconds,
         "rounds": rounds,
@@ -336,12 +398,14 @@ def main() -> int:
         "wall_seconds": round(time.perf_counter() - wall, 1),
         **server,
     }
+    print(f"{rounds} rounds of {seconds} s per case, {CLIENTS} client processes; medians")
     print(f"{'case':<14}{'spread ops/s':>14}{'x raw':>8}{'hot ops/s':>12}{'x raw':>8}")
     for case in ("raw", "hold", "cycle", "grant"):
         print(
             f"{case:<14}{median[case + '_spread']:>14.0f}{ratio(case, 'spread'):>8.2f}"
             f"{median[case + '_hot']:>12.0f}{ratio(case, 'hot'):>8.2f}"
         )
+    print(f"load average: {load_start} at start, {figures['loadavg_end']} at end")
     print(f"sweeper: {expired} due holds expired in {sweeper_100k:.2f} s")
     print(
         f"ledger_check(): {check_small * 1000:.1f} ms at {rows_small} rows, "
