@@ -234,6 +234,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 # after its worker is really gone.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 900}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection after each task unless this is set,
+# which costs a new PostgreSQL backend per task. With it, config/celery.py applies Django's
+# request rule to tasks instead (DATABASE_CONN_MAX_AGE, health checks); this forces a reconnect
+# every that many tasks on top.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
     # Every 30 s: a due hold keeps a user's credits locked until swept, so lag stays under a minute.
@@ -267,6 +272,15 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+
+# Rate limits (config/ratelimit.py; counted in the Redis cache, 0 turns one off). Sign-in uses
+# allauth's own limits. Webhooks are counted per source address before verification.
+BILLING_BUY_RATE_LIMIT_COUNT = env_int("BILLING_BUY_RATE_LIMIT_COUNT", 10, minimum=0)
+BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS = env_int(
+    "BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1
+)
+WEBHOOK_RATE_LIMIT_COUNT = env_int("WEBHOOK_RATE_LIMIT_COUNT", 1200, minimum=0)
+WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 
 # Content-Security-Policy: no inline scripts anywhere; htmx is vendored and self-hosted.
 CONTENT_SECURITY_POLICY = {
@@ -341,6 +355,13 @@ BILLING_ELIGIBILITY_CHECK = env_str(
     "BILLING_ELIGIBILITY_CHECK", "billing.services.user_is_eligible"
 )
 BILLING_RECONCILE_LOOKBACK_HOURS = env_int("BILLING_RECONCILE_LOOKBACK_HOURS", 72, minimum=1)
+# Refunds and disputes always open a review item; clawback_unspent also takes the refunded
+# share of the purchase's credits back at once (never below zero). docs/stripe.md explains both.
+BILLING_REFUND_POLICY = env_choice(
+    "BILLING_REFUND_POLICY", ("review_only", "clawback_unspent"), "clawback_unspent"
+)
+# On: only users with an active subscription may buy packs (checked again when payment lands).
+BILLING_PACKS_REQUIRE_SUBSCRIPTION = env_bool("BILLING_PACKS_REQUIRE_SUBSCRIPTION", False)
 # Webhooks normally land within seconds and Stripe retries them for three days; this catches
 # deliveries that never come (endpoint down or misconfigured), so a quarter hour bounds a
 # buyer's wait at the cost of one list call per run.
