@@ -28,6 +28,7 @@ from billing import selectors, services, standin, subscriptions, webhooks
 from billing.exceptions import BillingError, GatewayError, PriceMismatch
 from billing.gateway import current_mode, payments_configured
 from billing.models import CheckoutSession
+from config import ratelimit
 from config.ops import ops_alert
 from ledger.exceptions import LedgerError
 
@@ -68,6 +69,17 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_POST
 def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
     """Start Checkout for one pack and send the buyer to Stripe (or the stand-in) with 303."""
+    verdict = ratelimit.hit(
+        "buy",
+        request.user.pk,
+        limit=settings.BILLING_BUY_RATE_LIMIT_COUNT,
+        window=settings.BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS,
+    )
+    if not verdict.allowed:
+        messages.error(
+            request, f"Too many checkout attempts. Try again in {verdict.retry_after} seconds."
+        )
+        return see_other(reverse("billing:overview"))
     pack_id = pack_id or _int_or_none(request.POST.get("pack"))
     pack = selectors.packs_for_sale().filter(pk=pack_id).first() if pack_id else None
     if pack is None:
@@ -249,6 +261,9 @@ def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Receive a Stripe event: 1 MiB cap, signature on the raw bytes, then store and process."""
+    limited = ratelimit.limit_webhook(request, "stripe")
+    if limited is not None:
+        return limited
     declared = _int_or_none(request.META.get("CONTENT_LENGTH"))
     if declared is not None and declared > WEBHOOK_MAX_BYTES:
         return JsonResponse({"status": "too_large"}, status=413)

@@ -13,8 +13,9 @@ import logging
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +58,18 @@ def hit(scope: str, identity: object, *, limit: int, window: int) -> Verdict:
 def client_ip(request: HttpRequest) -> str:
     """Return the address the request came from (the proxy sets REMOTE_ADDR via gunicorn)."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def limit_webhook(request: HttpRequest, scope: str) -> JsonResponse | None:
+    """Return a 429 for a sender past the webhook limit (senders retry), else None."""
+    verdict = hit(
+        f"webhook:{scope}",
+        client_ip(request),
+        limit=settings.WEBHOOK_RATE_LIMIT_COUNT,
+        window=settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS,
+    )
+    if verdict.allowed:
+        return None
+    response = JsonResponse({"status": "rate_limited"}, status=429)
+    response["Retry-After"] = str(verdict.retry_after)
+    return response

@@ -155,6 +155,9 @@ def clean_prompt(prompt: object) -> str:
     text = str(prompt or "").strip()
     if not PROMPT_MIN <= len(text) <= PROMPT_MAX:
         raise InvalidRequest(f"The prompt must be {PROMPT_MIN} to {PROMPT_MAX} characters.")
+    # PostgreSQL text cannot hold NUL, and no provider wants control characters.
+    if any(char < " " and char not in "\n\r\t" for char in text):
+        raise InvalidRequest("The prompt cannot contain control characters.")
     return text
 
 

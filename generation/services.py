@@ -66,6 +66,22 @@ def _tasks():
     return tasks
 
 
+def enqueue_after_commit(task, *args: object) -> None:
+    """Queue ``task`` once the transaction commits; a broker outage is logged, not raised.
+
+    The row is already committed when the broker is asked, so an error here must not answer the
+    user 500 for work that exists: the re-drive finds the row by its deadline and queues it.
+    """
+
+    def send() -> None:
+        try:
+            task.delay(*args)
+        except Exception:
+            logger.exception("could not queue %s%r; the re-drive will", task.name, args)
+
+    transaction.on_commit(send)
+
+
 # Submission
 
 
@@ -131,7 +147,7 @@ def submit_generation(
             + timedelta(seconds=settings.GENERATION_START_GRACE_SECONDS),
         )
         transitions.note(generation, "queued", f"Queued; this costs {cost} credits.")
-        _tasks().start_generation.delay_on_commit(str(generation.pk))
+        enqueue_after_commit(_tasks().start_generation, str(generation.pk))
     return generation
 
 
@@ -471,7 +487,7 @@ def cancel_generation(user, generation_id: uuid.UUID | str) -> Generation:
     except Exception:
         # The claim stays on the row: the cancel task and the re-drive finish the release.
         logger.exception("release after cancel of %s failed; left for the re-drive", generation.pk)
-    _tasks().cancel_generation.delay_on_commit(str(generation.pk))
+    enqueue_after_commit(_tasks().cancel_generation, str(generation.pk))
     return generation
 
 

@@ -7,6 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from config import ratelimit
 from generation import services
 from generation.providers import get_provider, provider_classes
 from generation.providers.base import InvalidCallback, InvalidSignature
@@ -20,6 +21,9 @@ def provider_callback(request: HttpRequest, provider: str) -> JsonResponse:
     """Accept a provider's callback: 401 forged or stale, 413 too big, else 200 fast."""
     if provider not in provider_classes():
         return JsonResponse({"error": "unknown provider"}, status=404)
+    limited = ratelimit.limit_webhook(request, f"provider:{provider}")
+    if limited is not None:
+        return limited
     limit = settings.PROVIDER_CALLBACK_MAX_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
