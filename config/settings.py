@@ -282,15 +282,6 @@ BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS = env_int(
 WEBHOOK_RATE_LIMIT_COUNT = env_int("WEBHOOK_RATE_LIMIT_COUNT", 1200, minimum=0)
 WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 
-# Rate limits (config/ratelimit.py; counted in the Redis cache, 0 turns one off). Sign-in uses
-# allauth's own limits. Webhooks are counted per source address before verification.
-BILLING_BUY_RATE_LIMIT_COUNT = env_int("BILLING_BUY_RATE_LIMIT_COUNT", 10, minimum=0)
-BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS = env_int(
-    "BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1
-)
-WEBHOOK_RATE_LIMIT_COUNT = env_int("WEBHOOK_RATE_LIMIT_COUNT", 1200, minimum=0)
-WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
-
 # Content-Security-Policy: no inline scripts anywhere; htmx is vendored and self-hosted.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
