@@ -66,6 +66,21 @@ def _tasks():
     return tasks
 
 
+def warm_up() -> None:
+    """Build the provider clients and the media clients and codecs a worker process will use.
+
+    Each costs tens to hundreds of milliseconds of CPU the first time (imports, CA bundles,
+    botocore's service model); paid here, a fresh worker's first generations are not slower.
+    """
+    from generation.providers import provider_classes
+
+    for slug in provider_classes():
+        provider = get_provider(slug)
+        if provider.configured()[0]:
+            provider.client()
+    _media().warm_up()
+
+
 def enqueue_after_commit(task, *args: object) -> None:
     """Queue ``task`` once the transaction commits; a broker outage is logged, not raised.
 
@@ -165,7 +180,8 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
             ttl=timedelta(seconds=generation.hold_ttl_seconds),
         )
         if result.status in ("held", "duplicate"):
-            transitions.reserve(generation)
+            if not transitions.reserve(generation):
+                generation.refresh_from_db()  # another run reserved it, or it moved on
         elif result.status == "insufficient":
             transitions.reject(generation, available=result.available)
             return "rejected"
@@ -176,7 +192,6 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
                 generation_id=str(generation.pk),
             )
             return f"hold {result.status}"
-        generation.refresh_from_db()
     if generation.status == Status.RESERVED and generation.pending_action is None:
         return dispatch_generation(generation)
     return f"nothing to start ({generation.status})"
@@ -285,8 +300,10 @@ def finish_pending(generation: Generation) -> str:
 
 
 def settle_success(generation: Generation, report: JobReport) -> str:
-    """Store the outputs, then capture: ingest first so a charge always has its media."""
-    generation.refresh_from_db()
+    """Store the outputs, then capture: ingest first so a charge always has its media.
+
+    ``generation`` must be freshly loaded; the guarded transitions still decide every change.
+    """
     if generation.pending_action == PendingAction.RELEASE:
         finish_release(generation)
         generation.refresh_from_db()
@@ -392,23 +409,32 @@ def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> t
         .values_list("pk", flat=True)
         .first()
     )
-    with transaction.atomic():
-        callback, created = ProviderCallback.objects.get_or_create(
-            provider=provider,
-            delivery_id=event.delivery_id[:200],
-            defaults={
-                "provider_job_id": event.job_id[:128],
-                "event": event.event[:64],
-                "reported_status": event.report.state,
-                "payload": event.payload,
-                "report": dataclasses.asdict(event.report),
-                "generation_id": generation_id,
-                "generation_hint": hint[:64],
-            },
-        )
-        if created:
+    delivery_id = event.delivery_id[:200]
+    try:
+        # Insert first: a repeated delivery is rare, and the unique constraint decides it.
+        with transaction.atomic():
+            callback = ProviderCallback.objects.create(
+                provider=provider,
+                delivery_id=delivery_id,
+                provider_job_id=event.job_id[:128],
+                event=event.event[:64],
+                reported_status=event.report.state,
+                payload=event.payload,
+                report=dataclasses.asdict(event.report),
+                generation_id=generation_id,
+                generation_hint=hint[:64],
+            )
             _tasks().settle_callback.delay_on_commit(callback.pk)
-    return callback.pk, created
+    except IntegrityError:
+        existing = (
+            ProviderCallback.objects.filter(provider=provider, delivery_id=delivery_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if existing is None:
+            raise
+        return existing, False
+    return callback.pk, True
 
 
 def _bind_hinted_generation(callback: ProviderCallback) -> Generation | None:
@@ -443,12 +469,15 @@ def _bind_hinted_generation(callback: ProviderCallback) -> Generation | None:
 
 def settle_callback(callback_id: int) -> str:
     """Apply one stored callback to its generation; raise CallbackNotReady to retry later."""
-    callback = ProviderCallback.objects.get(pk=callback_id)
+    callback = ProviderCallback.objects.select_related("generation").get(pk=callback_id)
     if callback.processed_at:
         return "already processed"
-    generation = Generation.objects.filter(
-        provider=callback.provider, provider_job_id=callback.provider_job_id
-    ).first()
+    # Bound at receipt when the job id was already stored (job ids never change once set).
+    generation = callback.generation
+    if generation is None or generation.provider_job_id != callback.provider_job_id:
+        generation = Generation.objects.filter(
+            provider=callback.provider, provider_job_id=callback.provider_job_id
+        ).first()
     if generation is None and callback.generation_hint:
         generation = _bind_hinted_generation(callback)
     if generation is None:
@@ -525,6 +554,8 @@ def reconcile_generation(generation_id: uuid.UUID | str) -> str:
             transitions.expire(generation, detail=f"provider unreachable: {error}")
             return "expired (provider unreachable)"
         raise
+    # A callback may have moved the row while the poll was in flight.
+    generation.refresh_from_db()
     if report.state == JobState.RUNNING:
         extended = ledger.extend(
             generation.hold_reference, ttl=timedelta(seconds=generation.hold_ttl_seconds)

@@ -6,12 +6,17 @@ at-least-once redelivery and the database-driven re-drive may both run it again 
 who lacks credits.
 """
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_init
 from django.db import OperationalError
 
 from generation import services
 from generation.providers.base import ProviderTemporaryError
 from media_store.api import IngestTemporaryError
+
+logger = logging.getLogger(__name__)
 
 RETRY = {
     "autoretry_for": (
@@ -27,6 +32,16 @@ RETRY = {
     "acks_late": True,
     "reject_on_worker_lost": True,
 }
+
+
+@worker_init.connect
+def warm_up_worker(**_kwargs) -> None:
+    """Build clients and load codecs before the pool starts: prefork children inherit them."""
+    # Nothing here opens a connection, so forking afterwards shares no socket.
+    try:
+        services.warm_up()
+    except Exception:
+        logger.exception("warming up the worker failed; the first tasks will do it")
 
 
 @shared_task(queue="start", **RETRY)

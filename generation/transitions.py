@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connections, router, transaction
+from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from generation.models import (
@@ -44,36 +45,61 @@ def _apply(
     event: bool = True,
     **fields: object,
 ) -> bool:
-    """Run one guarded UPDATE and, when it changed the row, write its event in the same commit."""
-    query = Generation.objects.filter(pk=generation.pk, status__in=tuple(from_statuses))
-    allowed = [value for value in pending if value is not None]
-    pending_q = Q(pending_action__in=allowed) if allowed else Q(pk__in=[])
-    if None in pending:
-        pending_q |= Q(pending_action__isnull=True)
+    """Run one guarded UPDATE and, when it changed the row, write its event in the same commit.
+
+    One statement, one round trip: lock the row (so the event's from_status is exact), update it
+    only if the guard holds, insert the event, and return the new row to refresh ``generation``.
+    """
     values = dict(fields)
     if to_status is not None:
         values["status"] = to_status
     values["updated_at"] = timezone.now()
-    with transaction.atomic():
-        # The row lock only makes the event's from_status exact; the guard is the WHERE clause.
-        before = (
-            Generation.objects.select_for_update()
-            .filter(pk=generation.pk)
-            .values_list("status", flat=True)
-            .first()
-        )
-        if not query.filter(pending_q).update(**values):
-            return False
-        if event:
-            GenerationEvent.objects.create(
-                generation_id=generation.pk,
-                name=name,
-                from_status=before or "",
-                to_status=to_status or before or "",
-                message=message[:300],
-                detail=detail,
+    allowed = [value for value in pending if value is not None]
+    pending_sql = ["pending_action = ANY(%s)"] if allowed else []
+    if None in pending:
+        pending_sql.append("pending_action IS NULL")
+    connection = connections[router.db_for_write(Generation)]
+    table = connection.ops.quote_name(Generation._meta.db_table)
+    update = UpdateQuery(Generation)
+    compiler = update.get_compiler(connection=connection)
+    sets, set_params = [], []
+    for field_name, value in values.items():
+        field = Generation._meta.get_field(field_name)
+        if hasattr(value, "resolve_expression"):
+            sql, params = compiler.compile(
+                value.resolve_expression(update, allow_joins=False, for_save=True)
             )
-    generation.refresh_from_db()
+        else:
+            sql, params = "%s", [field.get_db_prep_save(value, connection)]
+        sets.append(f"{connection.ops.quote_name(field.column)} = {sql}")
+        set_params.extend(params)
+    # Only quoted identifiers and compiled expressions are interpolated; values are parameters.
+    statement = (
+        f"WITH before AS (SELECT id AS before_id, status AS before_status FROM {table} "  # noqa: S608
+        f"WHERE id = %s FOR UPDATE), "
+        f"changed AS (UPDATE {table} SET {', '.join(sets)} FROM before "
+        f"WHERE {table}.id = before.before_id AND {table}.status = ANY(%s) "
+        f"AND ({' OR '.join(pending_sql) or 'false'}) "
+        f"RETURNING {table}.*, before.before_status)"
+    )
+    params: list[object] = [generation.pk, *set_params, [str(s) for s in from_statuses]]
+    if allowed:
+        params.append([str(value) for value in allowed])
+    if event:
+        events = connection.ops.quote_name(GenerationEvent._meta.db_table)
+        statement += (
+            f", logged AS (INSERT INTO {events} "  # noqa: S608
+            "(generation_id, name, from_status, to_status, message, detail, created_at) "
+            "SELECT id, %s, before_status, COALESCE(%s, before_status), %s, %s, %s FROM changed)"
+        )
+        to = str(to_status) if to_status is not None else None
+        params += [name, to, message[:300], detail, timezone.now()]
+    statement += " SELECT * FROM changed"
+    rows = list(Generation.objects.raw(statement, params))
+    if not rows:
+        return False
+    for field in Generation._meta.concrete_fields:
+        setattr(generation, field.attname, getattr(rows[0], field.attname))
     return True
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ingest",
     "set_withheld",
     "signed_url",
+    "warm_up",
 ]
 
 
@@ -131,3 +132,8 @@ def delete(asset_id: uuid.UUID) -> None:
 def check_storage() -> None:
     """Raise when the configured storage cannot be reached (used by /healthz)."""
     get_backend().check()
+
+
+def warm_up() -> None:
+    """Build this process's storage client, download TLS context and image codecs up front."""
+    services.warm_up()

@@ -91,6 +91,15 @@ def ingest_asset(
     return asset
 
 
+def warm_up() -> None:
+    """Pay the first ingest's one-time costs now: imports, CA bundle, botocore's service model."""
+    from PIL import Image
+
+    Image.init()
+    fetch.open_transport().close()
+    get_backend().warm_up()
+
+
 def _upload(
     key: str, body, content_type: str, size: int, thumbnail_key: str, thumb: bytes | None
 ) -> None:

@@ -51,6 +51,9 @@ class FilesystemBackend:
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def warm_up(self) -> None:
+        return None
+
     def ensure_bucket(self) -> bool:
         created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,10 @@ class S3Backend:
     def check(self) -> None:
         self._internal(fast=True).head_bucket(Bucket=self.conf.bucket)
 
+    def warm_up(self) -> None:
+        # Offline: builds the cached upload client (botocore loads its service model, ~0.3 s).
+        self._internal()
+
     def ensure_bucket(self) -> bool:
         """Create the bucket unless it exists; return whether it was created."""
         from botocore.exceptions import ClientError
