@@ -314,6 +314,8 @@ def settle_success(generation: Generation, report: JobReport) -> str:
                 "late_output_discarded",
                 "The provider finished after you canceled; the output was discarded.",
             )
+        # A settle killed mid-ingest may have stored some outputs before the cancel landed.
+        discard_outputs(generation)
         return "discarded: canceled"
     if generation.status in (Status.SUCCEEDED, Status.UNPAID) and not generation.pending_action:
         return "already settled"
