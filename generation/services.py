@@ -426,7 +426,7 @@ def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> t
                 generation_id=generation_id,
                 generation_hint=hint[:64],
             )
-            _tasks().settle_callback.delay_on_commit(callback.pk)
+            enqueue_after_commit(_tasks().settle_callback, callback.pk)
     except IntegrityError:
         existing = (
             ProviderCallback.objects.filter(provider=provider, delivery_id=delivery_id)

@@ -1,4 +1,4 @@
-"""A broker outage at submit time: the user gets their generation page, not a 500.
+"""A broker outage after commit: the user gets their page and providers a 200, not a 500.
 
 Found by bench/chaos.py: with Valkey restarting, the generate view answered 500 although the
 generation was committed (the start task is queued after commit). The re-drive starts such rows
@@ -53,3 +53,31 @@ def test_submit_during_a_broker_outage_answers_the_generation_page(world, broker
     assert response["Location"] == f"/generations/{generation.pk}/"
     assert generation.status == Status.QUEUED and generation.next_check_at is not None
     assert "could not queue" in caplog.text
+
+
+def test_a_callback_during_a_broker_outage_is_stored_and_acknowledged(broker_down, settings):
+    """200 and stored unprocessed: the re-drive settles it; a 500 would only cause resends."""
+    import json
+
+    from generation.models import ProviderCallback
+    from generation.providers import reset_providers
+    from tests.e2e.helpers import babysea_header
+
+    settings.PROVIDER_WEBHOOK_SECRET = "whsec_outage_" + "d" * 16
+    reset_providers()
+    body = json.dumps(
+        {
+            "webhook_event": "generation.completed",
+            "webhook_delivery_id": "whd_outage",
+            "webhook_data": {"generation_id": "job-outage", "generation_status": "succeeded"},
+        }
+    ).encode()
+    response = csrf_client().post(
+        "/webhooks/providers/babysea/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_BABYSEA_SIGNATURE=babysea_header(body, settings.PROVIDER_WEBHOOK_SECRET),
+    )
+    assert response.status_code == 200
+    stored = ProviderCallback.objects.get(delivery_id="whd_outage")
+    assert stored.processed_at is None
