@@ -69,19 +69,25 @@ class Clients:
         ]
         for p in self.procs:
             p.start()
+        self.backends = [self.results.get(timeout=60) for _ in self.procs]
 
-    def run(self, case: str, where: str, seconds: float) -> tuple[float, float]:
-        """Return (ops/s, client CPU seconds per op) of ``case`` on ``where`` for ``seconds``."""
+    def run(self, case: str, where: str, seconds: float) -> tuple[float, float, float | None]:
+        """Return ops/s, client and server CPU seconds per op of ``case`` on ``where``."""
         tag = uuid.uuid4().hex[:10]
         for n, inbox in enumerate(self.inboxes):
             inbox.put((case, where, seconds, f"{tag}-{n}"))
+        server_cpu = backend_cpu(self.backends)
         self.barrier.wait()
         started = time.perf_counter()
         replies = [self.results.get(timeout=seconds + 120) for _ in self.procs]
         elapsed = max(time.perf_counter() - started, seconds)
         total = sum(count for count, _ in replies)
         cpu = sum(cpu for _, cpu in replies)
-        return total / elapsed, cpu / max(total, 1)
+        after = backend_cpu(self.backends)
+        server = (
+            None if server_cpu is None or after is None else (after - server_cpu) / max(total, 1)
+        )
+        return total / elapsed, cpu / max(total, 1), server
 
     def close(self) -> None:
         for inbox in self.inboxes:
@@ -90,10 +96,23 @@ class Clients:
             p.join(timeout=30)
 
 
+def backend_cpu(pids: list[int]) -> float | None:
+    """Return the CPU seconds the server backends ``pids`` have used (None if not on this host).
+
+    On a shared machine wall-clock rates move with other users' load; CPU per op does not (much),
+    so it is reported next to every rate. Linux /proc/<pid>/schedstat is in nanoseconds.
+    """
+    try:
+        return sum(int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) for pid in pids) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _worker(url, n, spread, hot, inbox, barrier, results):
     """Run slices as the parent asks, on one connection, until told to stop."""
     rng = random.Random(n)
     with psycopg.connect(url, autocommit=True) as conn:
+        results.put(conn.info.backend_pid)
         while (job := inbox.get()) is not None:
             case, where, seconds, tag = job
             accounts = spread if where == "spread" else hot
@@ -248,15 +267,20 @@ def sweep_all(app: str) -> tuple[int, float]:
         return total, time.perf_counter() - started
 
 
-def time_check(app: str, repeats: int = 3) -> tuple[float, int]:
-    """Return the best of ``repeats`` ledger_check() timings and its violation count."""
-    best, violations = float("inf"), 0
+def time_check(app: str, repeats: int = 3) -> tuple[float, int, float | None]:
+    """Return the best of ``repeats`` ledger_check() timings, its violations and best server CPU."""
+    best, violations, best_cpu = float("inf"), 0, None
     with psycopg.connect(app, autocommit=True) as conn:
+        pid = conn.info.backend_pid
         for _ in range(repeats):
+            cpu = backend_cpu([pid])
             started = time.perf_counter()
             violations = len(conn.execute("SELECT * FROM ledger_check()").fetchall())
             best = min(best, time.perf_counter() - started)
-    return best, violations
+            after = backend_cpu([pid])
+            if cpu is not None and after is not None:
+                best_cpu = after - cpu if best_cpu is None else min(best_cpu, after - cpu)
+    return best, violations, best_cpu
 
 
 def time_sweeper(app: str, owner: str, accounts: list[str]) -> float:
@@ -311,20 +335,23 @@ def main() -> int:
         rates: dict[str, list[float]] = {}
         ratios: dict[str, list[float]] = {}
         cpu_per_op: dict[str, list[float]] = {}
+        server_per_op: dict[str, list[float]] = {}
         for n in range(rounds):
             for where in ("spread", "hot"):
                 # Alternate the order each round so neither side always runs first.
                 order = cases if n % 2 == 0 else cases[::-1]
                 got = {case: clients.run(case, where, seconds) for case in order}
-                for case, (rate, cpu) in got.items():
+                for case, (rate, cpu, backend) in got.items():
                     rates.setdefault(f"{case}_{where}", []).append(rate)
                     cpu_per_op.setdefault(f"{case}_{where}", []).append(cpu)
+                    if backend is not None:
+                        server_per_op.setdefault(f"{case}_{where}", []).append(backend)
                     ratios.setdefault(f"{case}_{where}", []).append(rate / got["raw"][0])
         clients.close()
         clients = None
         median = {k: statistics.median(v) for k, v in rates.items()}
         median_ratio = {k: statistics.median(v) for k, v in ratios.items()}
-        final_check, violations_after = time_check(app, repeats=1)
+        final_check, violations_after, _ = time_check(app, repeats=1)
 
         # Scaling: both sizes measured in the same state (freshly vacuumed and analyzed), best
         # of several runs each.
@@ -332,11 +359,11 @@ def main() -> int:
         spread, hot = seed_accounts(app, owner, plans[1].prefix)
         grow_journal(owner, spread + hot, 10_000 - journal_rows(owner))
         rows_small = journal_rows(owner)
-        check_small, _ = time_check(app, repeats=7)
+        check_small, _, check_small_cpu = time_check(app, repeats=7)
         sweep_small = min(time_sweeper(app, owner, spread) for _ in range(3))
         grow_journal(owner, spread + hot, big - journal_rows(owner))
         rows_big = journal_rows(owner)
-        check_big, violations = time_check(app, repeats=7)
+        check_big, violations, check_big_cpu = time_check(app, repeats=7)
         sweep_big = min(time_sweeper(app, owner, spread) for _ in range(3))
 
         make_due_holds(owner, spread, 100_000)
@@ -388,6 +415,11 @@ def main() -> int:
         "client_cpu_us_per_op": {
             k: round(statistics.median(v) * 1e6, 1) for k, v in cpu_per_op.items()
         },
+        "server_cpu_us_per_op": {
+            k: round(statistics.median(v) * 1e6, 1) for k, v in server_per_op.items()
+        },
+        "check_small_server_cpu_seconds": check_small_cpu and round(check_small_cpu, 4),
+        "check_big_server_cpu_seconds": check_big_cpu and round(check_big_cpu, 4),
         "loadavg_start": load_start,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "clients": CLIENTS,
@@ -399,17 +431,25 @@ def main() -> int:
         **server,
     }
     print(f"{rounds} rounds of {seconds} s per case, {CLIENTS} client processes; medians")
-    print(f"{'case':<14}{'spread ops/s':>14}{'x raw':>8}{'hot ops/s':>12}{'x raw':>8}")
+    server_us = figures["server_cpu_us_per_op"]
+    print(
+        f"{'case':<14}{'spread ops/s':>14}{'x raw':>8}{'hot ops/s':>12}{'x raw':>8}"
+        f"{'server CPU us/op spread, hot':>31}"
+    )
     for case in ("raw", "hold", "cycle", "grant"):
         print(
             f"{case:<14}{median[case + '_spread']:>14.0f}{ratio(case, 'spread'):>8.2f}"
             f"{median[case + '_hot']:>12.0f}{ratio(case, 'hot'):>8.2f}"
+            f"{server_us.get(case + '_spread', float('nan')):>22.0f}"
+            f"{server_us.get(case + '_hot', float('nan')):>9.0f}"
         )
     print(f"load average: {load_start} at start, {figures['loadavg_end']} at end")
     print(f"sweeper: {expired} due holds expired in {sweeper_100k:.2f} s")
     print(
         f"ledger_check(): {check_small * 1000:.1f} ms at {rows_small} rows, "
-        f"{check_big * 1000:.1f} ms at {rows_big} rows (x{check_big / check_small:.2f})"
+        f"{check_big * 1000:.1f} ms at {rows_big} rows (x{check_big / check_small:.2f}); "
+        f"server CPU {figures['check_small_server_cpu_seconds']} s, "
+        f"{figures['check_big_server_cpu_seconds']} s"
     )
     print(
         f"sweeper (1000 due): {sweep_small * 1000:.1f} ms at {rows_small} rows, "
