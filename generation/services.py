@@ -8,6 +8,7 @@ twice or concurrently: the guarded transitions decide who acts, and the ledger k
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -200,14 +201,16 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
 def dispatch_generation(generation: Generation) -> str:
     """Send a reserved generation to its provider and record the job id.
 
-    BabySea keys the request by our id, so a retry returns the same job. Replicate has no key: a
-    recorded attempt is never repeated; ``resolve_uncertain_dispatch`` handles it instead.
+    BabySea keys the request by our id, so a retry returns the same job and the attempt is
+    counted with the dispatch. Replicate has no key: the attempt is recorded before the POST and
+    never repeated; ``resolve_uncertain_dispatch`` handles it instead.
     """
     provider = get_provider(generation.provider)
-    if not provider.idempotent_submit and generation.dispatch_attempted_at is not None:
-        return resolve_uncertain_dispatch(generation)
-    if not transitions.record_dispatch_attempt(generation):
-        return f"not reserved ({generation.status})"
+    if not provider.idempotent_submit:
+        if generation.dispatch_attempted_at is not None:
+            return resolve_uncertain_dispatch(generation)
+        if not transitions.record_dispatch_attempt(generation):
+            return f"not reserved ({generation.status})"
     try:
         job_id = provider.submit(generation)
     except DispatchRefused as error:
@@ -220,7 +223,9 @@ def dispatch_generation(generation: Generation) -> str:
         logger.warning("uncertain dispatch of %s; not retrying", generation.pk)
         return "uncertain"
     expected = catalogue.expected_seconds(generation.model_key, generation.params)
-    if transitions.dispatch(generation, job_id, expected_seconds=expected):
+    if transitions.dispatch(
+        generation, job_id, expected_seconds=expected, count_attempt=provider.idempotent_submit
+    ):
         return "dispatched"
     # The row moved on while the POST was in flight (the user canceled): stop the job too.
     generation.refresh_from_db()
@@ -489,10 +494,14 @@ def settle_callback(callback_id: int) -> str:
     if generation.status in (Status.QUEUED, Status.RESERVED):
         raise CallbackNotReady(f"{generation.pk} is {generation.status}")
     report = JobReport(**{**callback.report, "output_urls": tuple(callback.report["output_urls"])})
-    outcome = apply_report(generation, report)
-    ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
-        processed_at=timezone.now(), outcome=outcome[:200]
-    )
+    # A progress report moves no credits, so its transition and the processed mark can share one
+    # commit; any other report calls the ledger, which must run outside a transaction.
+    running = report.state == JobState.RUNNING
+    with transaction.atomic() if running else contextlib.nullcontext():
+        outcome = apply_report(generation, report)
+        ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
+            processed_at=timezone.now(), outcome=outcome[:200]
+        )
     return outcome
 
 

@@ -145,8 +145,19 @@ def record_dispatch_attempt(generation: Generation) -> bool:
     )
 
 
-def dispatch(generation: Generation, job_id: str, *, expected_seconds: float) -> bool:
-    """reserved -> dispatched: the provider accepted the job."""
+def dispatch(
+    generation: Generation, job_id: str, *, expected_seconds: float, count_attempt: bool = False
+) -> bool:
+    """reserved -> dispatched: the provider accepted the job.
+
+    ``count_attempt`` records the attempt here, for providers whose retried submit is safe and
+    so need no record before the POST.
+    """
+    attempt: dict[str, object] = (
+        {"dispatch_attempts": F("dispatch_attempts") + 1, "dispatch_attempted_at": timezone.now()}
+        if count_attempt
+        else {}
+    )
     return _apply(
         generation,
         name="dispatched",
@@ -156,6 +167,7 @@ def dispatch(generation: Generation, job_id: str, *, expected_seconds: float) ->
         provider_job_id=job_id,
         next_check_at=_later(expected_seconds * 2 + settings.GENERATION_RECONCILE_GRACE_SECONDS),
         redrive_attempts=0,
+        **attempt,
     )
 
 
