@@ -69,6 +69,23 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_POST
 def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
     """Start Checkout for one pack and send the buyer to Stripe (or the stand-in) with 303."""
+    pack_id = pack_id or _int_or_none(request.POST.get("pack"))
+    pack = selectors.packs_for_sale().filter(pk=pack_id).first() if pack_id else None
+    return _start_checkout(request, pack, noun="pack", start=services.start_checkout)
+
+
+@login_required
+@require_POST
+def subscribe(request: HttpRequest) -> HttpResponse:
+    """Start subscription-mode Checkout for one plan and send the buyer there with 303."""
+    plan_id = _int_or_none(request.POST.get("plan"))
+    plan = selectors.plans_for_sale().filter(pk=plan_id).first() if plan_id else None
+    return _start_checkout(request, plan, noun="plan", start=subscriptions.start_subscription)
+
+
+def _start_checkout(request: HttpRequest, item, *, noun: str, start) -> HttpResponse:
+    """Rate-limit, start Checkout for a pack or plan, and turn every failure into a message."""
+    back = reverse("billing:overview")
     verdict = ratelimit.hit(
         "buy",
         request.user.pk,
@@ -79,50 +96,23 @@ def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
         messages.error(
             request, f"Too many checkout attempts. Try again in {verdict.retry_after} seconds."
         )
-        return see_other(reverse("billing:overview"))
-    pack_id = pack_id or _int_or_none(request.POST.get("pack"))
-    pack = selectors.packs_for_sale().filter(pk=pack_id).first() if pack_id else None
-    if pack is None:
-        messages.error(request, "That pack is not on sale. Pick one of the packs below.")
-        return see_other(reverse("billing:overview"))
+        return see_other(back)
+    if item is None:
+        messages.error(request, f"That {noun} is not on sale. Pick one of the {noun}s below.")
+        return see_other(back)
     try:
-        checkout = services.start_checkout(request.user, pack)
+        checkout = start(request.user, item)
     except PriceMismatch as error:
-        ops_alert("Billing: pack price mismatch", str(error), pack=pack.slug)
-        messages.error(request, "This pack cannot be bought right now. Nothing was charged.")
-        return see_other(reverse("billing:overview"))
+        ops_alert(f"Billing: {noun} price mismatch", str(error), **{noun: item.slug})
+        messages.error(request, f"This {noun} cannot be bought right now. Nothing was charged.")
+        return see_other(back)
     except GatewayError:
-        logger.exception("could not start checkout for pack %s", pack.slug)
+        logger.exception("could not start checkout for %s %s", noun, item.slug)
         messages.error(request, "Stripe could not be reached. Nothing was charged; try again.")
-        return see_other(reverse("billing:overview"))
+        return see_other(back)
     except BillingError as error:
         messages.error(request, str(error))
-        return see_other(reverse("billing:overview"))
-    return see_other(checkout.url)
-
-
-@login_required
-@require_POST
-def subscribe(request: HttpRequest) -> HttpResponse:
-    """Start subscription-mode Checkout for one plan and send the buyer there with 303."""
-    plan_id = _int_or_none(request.POST.get("plan"))
-    plan = selectors.plans_for_sale().filter(pk=plan_id).first() if plan_id else None
-    if plan is None:
-        messages.error(request, "That plan is not on sale. Pick one of the plans below.")
-        return see_other(reverse("billing:overview"))
-    try:
-        checkout = subscriptions.start_subscription(request.user, plan)
-    except PriceMismatch as error:
-        ops_alert("Billing: plan price mismatch", str(error), plan=plan.slug)
-        messages.error(request, "This plan cannot be bought right now. Nothing was charged.")
-        return see_other(reverse("billing:overview"))
-    except GatewayError:
-        logger.exception("could not start subscription checkout for plan %s", plan.slug)
-        messages.error(request, "Stripe could not be reached. Nothing was charged; try again.")
-        return see_other(reverse("billing:overview"))
-    except BillingError as error:
-        messages.error(request, str(error))
-        return see_other(reverse("billing:overview"))
+        return see_other(back)
     return see_other(checkout.url)
 
 
