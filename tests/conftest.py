@@ -10,10 +10,15 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
+from django.core.servers import basehttp
 from django.db import connections
 
 from config.dbroles import RolePlan, bootstrap, drop_database, url_for_database
 from config.env import database_config, with_credentials
+
+# Concurrency tests open 50 connections to the live server at once; Django's test server
+# listens with a backlog of 10, so the kernel would reset some before Django sees a byte.
+basehttp.WSGIServer.request_queue_size = 128
 
 
 @dataclass(frozen=True)
