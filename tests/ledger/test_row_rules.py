@@ -4,7 +4,9 @@
 refuse exactly what the old expressions refused (Hypothesis compares them on random rows, NULLs
 included). 0007 made hold ids time-ordered and dropped the per-account hold index: ids stay
 unique and a user's holds are still found, newest first. 0008 rewrote ledger_check()'s journal
-lookup: it must still name a gap before the newest entry.
+lookup: it must still name a gap before the newest entry. 0009 split the hold and journal rules
+by status and kind (each branch leaves out what the known word makes TRUE): on top of the random
+rows, every combination of each column's boundary values is compared with the 0001 text.
 """
 
 import uuid
@@ -171,6 +173,61 @@ def test_entry_rule_refuses_exactly_what_0001_refused(owner_conn, row):
     fn = "ledger_entry_row_ok(" + ", ".join(n for n, _ in ENTRY_COLS) + ")"
     new, old = agree(owner_conn, fn, ENTRY_0001, ENTRY_COLS, row)
     assert new is old
+
+
+def grid_disagreements(conn: psycopg.Connection, function_sql: str, rule_sql: str, axes) -> tuple:
+    """Return (rows, rows where the function and the 0001 text differ) over a grid of values."""
+    sources = ", ".join(f"unnest(%s::{t}[]) AS {n}" for n, t, _ in axes)
+    return conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {function_sql} IS DISTINCT FROM ({rule_sql})) "  # noqa: S608
+        f"FROM {sources}",
+        [values for _, _, values in axes],
+    ).fetchone()
+
+
+def test_hold_rule_matches_0001_on_every_boundary_combination(owner_conn):
+    """Each status branch of ledger_hold_row_ok() refuses exactly what 0001 refused."""
+    fn = "ledger_hold_row_ok(" + ", ".join(n for n, _ in HOLD_COLS) + ")"
+    values = {
+        "reference": [None, "", "x", "y" * 201],
+        "amount": [None, -1, 0, 1, 10],
+        "captured": [None, -1, 0, 1, 10],
+        "released": [None, -1, 0, 1, 9, 10],
+        "status": [None, "pending", "captured", "released", "expired", "x"],
+        "late": [None, "late_charged", "unpaid", "x"],
+        "late_amount": [None, -1, 0, 1, 10, 11],
+        "settled_at": [None, "2025-01-01T00:00:00Z"],
+    }
+    rows, wrong = grid_disagreements(
+        owner_conn, fn, HOLD_0001, [(n, t, values[n]) for n, t in HOLD_COLS]
+    )
+    assert (rows, wrong) == (172_800, 0)
+
+
+ENTRY_KINDS = ["grant", "hold", "capture", "release", "expire", "late_charge", "adjust", "clawback"]
+
+
+def test_entry_rule_matches_0001_on_every_boundary_combination(owner_conn):
+    """Each kind branch of ledger_entry_row_ok() refuses exactly what 0001 refused."""
+    fn = "ledger_entry_row_ok(" + ", ".join(n for n, _ in ENTRY_COLS) + ")"
+    deltas = [None, -11, -10, 0, 10]  # NULL, beyond -amount, -amount, 0, amount
+    values = {
+        "account_version": [None, 0, 1],
+        "kind": [None, *ENTRY_KINDS, "x"],
+        "amount": [None, 0, 10],
+        "available_delta": deltas,
+        "held_delta": deltas,
+        "available_after": [None, -1, 0],
+        "held_after": [-1, 0],
+        "hold_id": [None, uuid.UUID(int=1)],
+        "idempotency_key": [None, "k", "m" * 201],
+        "source": ["", "s" * 201],
+        "memo": ["", "n" * 1001],
+    }
+    rows, wrong = grid_disagreements(
+        owner_conn, fn, ENTRY_0001, [(n, t, values[n]) for n, t in ENTRY_COLS]
+    )
+    assert (rows, wrong) == (324_000, 0)
 
 
 @pytest.mark.django_db(transaction=True)
