@@ -52,8 +52,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.dbroles import RolePlan, bootstrap, drop_database, url_for_database  # noqa: E402
-from config.env import with_credentials  # noqa: E402
+from support import prepare_database  # noqa: E402
+
+from config.dbroles import drop_database, url_for_database  # noqa: E402
 from generation.local_provider import server as provider_server  # noqa: E402
 from tests.e2e.helpers import Worker, free_port, wait_until  # noqa: E402
 
@@ -210,7 +211,7 @@ class ChaosProvider(provider_server.LocalProvider):
                 self.busy -= 1
 
 
-class QuietServer(ThreadingHTTPServer):
+class QuietServer(provider_server.ProviderServer):
     """Count, rather than print, downloads cut off by a killed worker."""
 
     broken = 0
@@ -231,38 +232,10 @@ def start_provider(callback_url: str, seed: int) -> tuple[ChaosProvider, Threadi
     provider = ChaosProvider(config, seed)
     handler = type("ChaosHandler", (provider_server.Handler,), {"provider": provider})
     server = QuietServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
     ).start()
     return provider, server
-
-
-def prepare_database(admin_url: str) -> tuple[dict[str, str], RolePlan]:
-    """Bootstrap and migrate a fresh database; return the environment that points at it."""
-    dbname = f"chaos_{os.getpid()}"
-    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
-    drop_database(admin_url, dbname)
-    bootstrap(admin_url, plan)
-    env = {
-        "DATABASE_URL": with_credentials(admin_url, user=plan.app, password="", dbname=dbname),
-        "DATABASE_OWNER_URL": with_credentials(
-            admin_url, user=plan.owner, password="", dbname=dbname
-        ),
-        "DATABASE_ROLE_PREFIX": plan.prefix,
-        "DATABASE_NAME": dbname,
-        # Persistent connections, so terminated backends also hit idle pooled connections.
-        "DATABASE_CONN_MAX_AGE": "60",
-        "DJANGO_ENV": "test",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
-    return env, plan
 
 
 def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -737,7 +710,8 @@ def main() -> int:
     logs = Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".dev" / "bench")) / f"chaos-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
     valkey = Valkey(logs)
-    db_env, plan = prepare_database(admin_url)
+    # Persistent connections, so terminated backends also hit idle pooled connections.
+    db_env, plan = prepare_database(admin_url, f"chaos_{os.getpid()}", DATABASE_CONN_MAX_AGE="60")
     admin_db_url = url_for_database(admin_url, plan.dbname)
     web_port = free_port()
     web = f"http://127.0.0.1:{web_port}"

@@ -41,17 +41,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.dbroles import RolePlan, bootstrap, drop_database  # noqa: E402
-from config.env import with_credentials  # noqa: E402
+from support import percentile, prepare_database  # noqa: E402
+
+from config.dbroles import drop_database  # noqa: E402
 from tests.e2e.helpers import LocalProvider, free_port, wait_until  # noqa: E402
 
 SECRET = "whsec_bench_" + uuid.uuid4().hex
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 STAGES = ("queued", "reserved", "dispatched", "processing", "succeeded")
@@ -158,31 +154,6 @@ def _db_counters(cursor) -> tuple[int, int]:
     return cursor.fetchone()
 
 
-def prepare_database(admin_url: str) -> dict[str, str]:
-    """Bootstrap and migrate a fresh database; return the environment that points at it."""
-    dbname = f"bench_pipeline_{os.getpid()}"
-    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
-    drop_database(admin_url, dbname)
-    bootstrap(admin_url, plan)
-    env = {
-        "DATABASE_URL": with_credentials(admin_url, user=plan.app, password="", dbname=dbname),
-        "DATABASE_OWNER_URL": with_credentials(
-            admin_url, user=plan.owner, password="", dbname=dbname
-        ),
-        "DATABASE_ROLE_PREFIX": plan.prefix,
-        "DATABASE_NAME": dbname,
-        "DJANGO_ENV": "test",
-        "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2,
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
-    return env
-
-
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
@@ -277,7 +248,7 @@ def main() -> int:
     if not admin_url:
         print("DATABASE_ADMIN_URL is not set: run through python -m config.devstack --test")
         return 2
-    db_env = prepare_database(admin_url)
+    db_env, _ = prepare_database(admin_url, f"bench_pipeline_{os.getpid()}")
     os.environ.update(db_env)
     web_port = free_port()
     web = f"http://127.0.0.1:{web_port}"

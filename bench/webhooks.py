@@ -27,7 +27,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,8 +40,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.dbroles import RolePlan, bootstrap, drop_database, url_for_database  # noqa: E402
-from config.env import with_credentials  # noqa: E402
+from support import percentile, prepare_database  # noqa: E402
+
+from config.dbroles import drop_database, url_for_database  # noqa: E402
+from tests.e2e.helpers import free_port  # noqa: E402
 
 SECRET = "whsec_bench_" + secrets.token_hex(16)
 CREDITS = 100
@@ -52,45 +53,6 @@ def sign(payload: bytes) -> str:
     timestamp = int(time.time())
     mac = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def prepare(admin_url: str, dbname: str) -> dict[str, str]:
-    """Bootstrap and migrate the bench database; return the environment the app runs with."""
-    plan = RolePlan(dbname, dbname, f"{dbname}_owner", "", f"{dbname}_app", "")
-    drop_database(admin_url, dbname)
-    bootstrap(admin_url, plan)
-    env = {
-        **os.environ,
-        "DATABASE_URL": with_credentials(admin_url, user=plan.app, password="", dbname=dbname),
-        "DATABASE_OWNER_URL": with_credentials(
-            admin_url, user=plan.owner, password="", dbname=dbname
-        ),
-        "DATABASE_ROLE_PREFIX": plan.prefix,
-        "DATABASE_CONN_MAX_AGE": "600",
-        "DJANGO_ENV": "development",
-        "DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-        "BILLING_STANDIN_ENABLED": "true",
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-        "STRIPE_SECRET_KEY": "",
-        "SIGNUP_BONUS_CREDITS": "0",
-        # Thousands of deliveries from one address: the per-sender limit would throttle them.
-        "WEBHOOK_RATE_LIMIT_COUNT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    return env
 
 
 def seed(env: dict[str, str], count: int) -> list[dict]:
@@ -259,11 +221,6 @@ def verify(admin_db_url: str, events: list[dict]) -> dict:
     }
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 purchases instead of 2000")
@@ -278,7 +235,21 @@ def main() -> int:
     count = 500 if args.quick else 2000
     dbname = "bench_webhooks"
 
-    env = prepare(admin_url, dbname)
+    app_env, _ = prepare_database(
+        admin_url,
+        dbname,
+        DATABASE_CONN_MAX_AGE="600",
+        DJANGO_ENV="development",
+        DEBUG="false",
+        BILLING_STANDIN_ENABLED="true",
+        STRIPE_WEBHOOK_SECRET=SECRET,
+        STRIPE_SECRET_KEY="",
+        SIGNUP_BONUS_CREDITS="0",
+        # Thousands of deliveries from one address: the per-sender limit would throttle them.
+        WEBHOOK_RATE_LIMIT_COUNT="0",
+        LOG_LEVEL="WARNING",
+    )
+    env = {**os.environ, **app_env}
     events = seed(env, count)
     server, port = start_server(env, args.workers, args.threads)
     try:

@@ -498,10 +498,19 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, "BSE4040", "no such control")
 
 
+class ProviderServer(ThreadingHTTPServer):
+    """A threading server with a real listen backlog.
+
+    socketserver's default of 5 makes the kernel reset connections when a pool of worker
+    threads submits and polls at once, which would look like a provider outage.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 def serve(config: Config, host: str, port: int) -> ThreadingHTTPServer:
     """Return a server bound to ``host:port`` (call ``serve_forever`` on it)."""
     provider = LocalProvider(config)
     handler = type("BoundHandler", (Handler,), {"provider": provider})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return ProviderServer((host, port), handler)
