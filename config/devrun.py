@@ -150,11 +150,7 @@ class Supervisor:
 
 def prepare(python: str, env: dict[str, str], supervisor: Supervisor) -> None:
     """Bring the database up to date and create the demo user; exit on the first failure."""
-    for args in (
-        ["db_bootstrap"],
-        ["migrate", "--database", "owner", "--noinput"],
-        ["create_demo_user"],
-    ):
+    for args in (["prepare_development"],):
         say(f"manage.py {' '.join(args)}", "devrun")
         argv = [python, "manage.py", *args]
         preexec = die_with_parent()
