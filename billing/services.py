@@ -24,6 +24,7 @@ from billing.gateway import PAID_STATUSES, Gateway, get_gateway
 from billing.models import (
     CheckoutSession,
     CreditPack,
+    Plan,
     ReviewItem,
     StripeCustomer,
     Subscription,
@@ -85,27 +86,41 @@ def start_checkout(user: Any, pack: CreditPack) -> CheckoutSession:
         user, gateway.mode
     ):
         raise BillingError("Credit packs are for subscribers: subscribe to a plan first.")
+    return create_checkout(user, gateway, pack, credits=pack.credits, stripe_mode="payment")
+
+
+def create_checkout(
+    user: Any, gateway: Gateway, item: CreditPack | Plan, *, credits: int, stripe_mode: str
+) -> CheckoutSession:
+    """Snapshot ``item``'s Stripe price on our row, then create its Checkout Session once.
+
+    ``stripe_mode`` is ``payment`` for a pack or ``subscription`` for a plan. The idempotency
+    key is our row's id, so a retried request never opens a second session; a refused attempt
+    stays as a failed row.
+    """
+    noun = "pack" if stripe_mode == "payment" else "plan"
     customer_id = ensure_customer(user, gateway)
-    price = gateway.resolve_price(pack)
+    price = gateway.resolve_price(item)
     checkout = CheckoutSession.objects.create(
         user=user,
-        pack=pack,
+        **{noun: item},
         mode=gateway.mode,
-        credits=pack.credits,
+        credits=credits,
         stripe_price_id=price.id,
         amount=price.unit_amount,
         currency=price.currency,
         stripe_customer_id=customer_id,
         expires_at=timezone.now() + timedelta(minutes=settings.BILLING_CHECKOUT_EXPIRY_MINUTES),
     )
-    metadata = {"checkout_id": str(checkout.id), "user_id": str(user.pk), "pack": pack.slug}
+    metadata = {"checkout_id": str(checkout.id), "user_id": str(user.pk), noun: item.slug}
+    carries_metadata = "payment_intent_data" if noun == "pack" else "subscription_data"
     params = {
-        "mode": "payment",
+        "mode": stripe_mode,
         "customer": customer_id,
         "client_reference_id": str(user.pk),
         "line_items": [{"price": price.id, "quantity": 1}],
         "metadata": metadata,
-        "payment_intent_data": {"metadata": metadata},
+        carries_metadata: {"metadata": metadata},
         "success_url": settings.SITE_URL
         + reverse("billing:success")
         + "?session_id={CHECKOUT_SESSION_ID}",

@@ -10,15 +10,13 @@ Stripe for pages and eligibility; an older event never overwrites a newer one.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 from django.utils import timezone
 
-from billing.exceptions import BillingError, GatewayError
+from billing.exceptions import BillingError
 from billing.gateway import PAID_STATUSES, get_gateway
 from billing.models import (
     CheckoutSession,
@@ -44,7 +42,7 @@ def start_subscription(user: Any, plan: Plan) -> CheckoutSession:
     Raise ``BillingError`` (a message for the buyer) when the plan is off sale, the user
     already subscribes, or Stripe refuses.
     """
-    from billing.services import ensure_customer, has_active_subscription
+    from billing.services import create_checkout, has_active_subscription
 
     if not plan.active:
         raise BillingError("This plan is no longer on sale.")
@@ -53,45 +51,9 @@ def start_subscription(user: Any, plan: Plan) -> CheckoutSession:
     gateway = get_gateway()
     if has_active_subscription(user, gateway.mode):
         raise BillingError("You already have a subscription: manage it from the billing page.")
-    customer_id = ensure_customer(user, gateway)
-    price = gateway.resolve_price(plan)
-    checkout = CheckoutSession.objects.create(
-        user=user,
-        plan=plan,
-        mode=gateway.mode,
-        credits=plan.credits_per_period,
-        stripe_price_id=price.id,
-        amount=price.unit_amount,
-        currency=price.currency,
-        stripe_customer_id=customer_id,
-        expires_at=timezone.now() + timedelta(minutes=settings.BILLING_CHECKOUT_EXPIRY_MINUTES),
+    return create_checkout(
+        user, gateway, plan, credits=plan.credits_per_period, stripe_mode="subscription"
     )
-    metadata = {"checkout_id": str(checkout.id), "user_id": str(user.pk), "plan": plan.slug}
-    params = {
-        "mode": "subscription",
-        "customer": customer_id,
-        "client_reference_id": str(user.pk),
-        "line_items": [{"price": price.id, "quantity": 1}],
-        "metadata": metadata,
-        "subscription_data": {"metadata": metadata},
-        "success_url": settings.SITE_URL
-        + reverse("billing:success")
-        + "?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": settings.SITE_URL + reverse("billing:cancel") + f"?checkout={checkout.id}",
-        "expires_at": int(checkout.expires_at.timestamp()),
-        "allow_promotion_codes": settings.BILLING_ALLOW_PROMOTION_CODES,
-    }
-    try:
-        session = gateway.create_checkout_session(params, idempotency_key=f"checkout:{checkout.id}")
-    except GatewayError as error:
-        CheckoutSession.objects.filter(pk=checkout.pk).update(
-            status=CheckoutSession.Status.FAILED, error=str(error), updated_at=timezone.now()
-        )
-        raise
-    checkout.stripe_session_id = session["id"]
-    checkout.url = session["url"]
-    checkout.save(update_fields=["stripe_session_id", "url", "updated_at"])
-    return checkout
 
 
 def complete_checkout(checkout: CheckoutSession, session: dict) -> str:
