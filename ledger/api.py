@@ -159,7 +159,8 @@ def grant(account_id: UUID, amount: int, *, key: str, source: str, memo: str = "
         [account_id, amount, key, source, memo or ""],
     )
     result = GrantResult(row[0], row[1], row[2] or 0)
-    if result.status == "granted":
+    if result.status == "granted" and result.available - amount < low_balance_threshold():
+        # Only a balance that started below the threshold can have fired a notice to re-arm.
         _queue_low_balance_notice(account_id)
     return result
 
@@ -240,7 +241,11 @@ def adjust(account_id: UUID, delta: int, *, key: str, actor: str, reason: str) -
         "SELECT * FROM ledger_adjust(%s, %s, %s, %s, %s)", [account_id, delta, key, actor, reason]
     )
     result = AdjustResult(row[0], row[1], row[2] or 0)
-    if result.status == "adjusted" and delta > 0:
+    if (
+        result.status == "adjusted"
+        and delta > 0
+        and result.available - delta < low_balance_threshold()
+    ):
         _queue_low_balance_notice(account_id)
     return result
 

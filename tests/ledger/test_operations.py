@@ -133,3 +133,15 @@ def test_admin_is_read_only_searchable_by_email_and_adjusts_with_a_reason(staff_
 
 def test_balance_of_an_account_never_granted_is_zero():
     assert api.balance(uuid.uuid4()) == api.Balance(0, 0)
+
+
+def test_only_grants_from_below_the_threshold_queue_a_re_arm(alice, ref, settings, monkeypatch):
+    """A grant that starts above the threshold cannot have a fired notice to re-arm."""
+    settings.LEDGER_LOW_BALANCE_THRESHOLD = 50
+    queued: list = []
+    monkeypatch.setattr(tasks, "queue_low_balance_notice", queued.append)
+    api.grant(alice.pk, 30, key=ref("k"), source="test")  # 0 -> 30: started below
+    api.grant(alice.pk, 30, key=ref("k"), source="test")  # 30 -> 60: started below
+    api.grant(alice.pk, 30, key=ref("k"), source="test")  # 60 -> 90: started above
+    api.adjust(alice.pk, 5, key=ref("k"), actor="test", reason="goodwill")  # 90 -> 95: above
+    assert queued == [alice.pk, alice.pk]
