@@ -52,7 +52,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from support import prepare_database  # noqa: E402
+from support import prepare_database, serving  # noqa: E402
 
 from config.dbroles import drop_database, url_for_database  # noqa: E402
 from generation.local_provider import server as provider_server  # noqa: E402
@@ -772,7 +772,7 @@ def main() -> int:
 
         from billing.models import CreditPack
 
-        wait_until(lambda: _up(web), timeout=90, what="gunicorn")
+        wait_until(lambda: serving(web), timeout=90, what="gunicorn")
         for slot in range(2):
             worker = workers.slots[slot]
             wait_until(
@@ -1076,13 +1076,6 @@ def print_report(report: dict, ops: Counters, faults: Counters, provider, logs: 
     }
     print(json.dumps(figures))
     return 0 if not (lost or double or violations or report["not_terminal"]) else 1
-
-
-def _up(web: str) -> bool:
-    try:
-        return httpx.get(f"{web}/healthz", timeout=2).status_code < 500
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

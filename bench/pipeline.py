@@ -41,7 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from support import percentile, prepare_database  # noqa: E402
+from support import percentile, prepare_database, serving  # noqa: E402
 
 from config.dbroles import drop_database  # noqa: E402
 from tests.e2e.helpers import LocalProvider, free_port, wait_until  # noqa: E402
@@ -296,7 +296,7 @@ def main() -> int:
         from generation.models import Generation, Status
         from ledger import api as ledger
 
-        wait_until(lambda: _up(web), timeout=60, what="gunicorn")
+        wait_until(lambda: serving(web), timeout=60, what="gunicorn")
         from config.celery import app
 
         wait_until(lambda: app.control.ping(timeout=1.0), timeout=90, what="the Celery worker")
@@ -466,13 +466,6 @@ def main() -> int:
 
         connections.close_all()
         drop_database(admin_url, db_env["DATABASE_NAME"])
-
-
-def _up(web: str) -> bool:
-    try:
-        return httpx.get(f"{web}/healthz", timeout=2).status_code < 500
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import redis
 from django.conf import settings as django_settings
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import FAST
+from tests.e2e.conftest import FAST, worker_env
 from tests.e2e.conftest import SECRET as E2E_SECRET
 from tests.e2e.helpers import ROOT, LocalProvider, Worker, wait_until
 
@@ -113,20 +113,7 @@ def stack(db_urls, live_server, django_db_setup, tmp_path_factory):
     """
     callback_url = f"{live_server.url}/webhooks/providers/babysea/"
     provider = LocalProvider(callback_url=callback_url, secret=E2E_SECRET, delay_ms=300)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_urls.app,
-        "DATABASE_OWNER_URL": db_urls.owner,
-        "DATABASE_ADMIN_URL": django_settings.DATABASE_ADMIN_URL,
-        "DATABASE_ROLE_PREFIX": db_urls.prefix,
-        "DJANGO_ENV": "test",
-        "LOCAL_PROVIDER_ENABLED": "true",
-        "LOCAL_PROVIDER_URL": provider.url,
-        "PROVIDER_WEBHOOK_SECRET": E2E_SECRET,
-        "INGEST_ALLOW_PRIVATE_HOSTS": "true",
-        "PYTHONUNBUFFERED": "1",
-        **FAST,
-    }
+    env = worker_env(db_urls, provider)
     # Messages left by earlier tests name rows that no longer exist: start from an empty broker.
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()
     log = tmp_path_factory.mktemp("browser") / "worker.log"

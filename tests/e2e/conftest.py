@@ -32,6 +32,26 @@ FAST = {
 }
 
 
+def worker_env(db_urls, provider: LocalProvider) -> dict[str, str]:
+    """Return the environment for worker processes: the test database's roles, the provider."""
+    from django.conf import settings as django_settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": db_urls.app,
+        "DATABASE_OWNER_URL": db_urls.owner,
+        "DATABASE_ADMIN_URL": django_settings.DATABASE_ADMIN_URL,
+        "DATABASE_ROLE_PREFIX": db_urls.prefix,
+        "DJANGO_ENV": "test",
+        "LOCAL_PROVIDER_ENABLED": "true",
+        "LOCAL_PROVIDER_URL": provider.url,
+        "PROVIDER_WEBHOOK_SECRET": SECRET,
+        "INGEST_ALLOW_PRIVATE_HOSTS": "true",
+        "PYTHONUNBUFFERED": "1",
+        **FAST,
+    }
+
+
 @dataclass
 class Stack:
     provider: LocalProvider
@@ -65,20 +85,7 @@ def e2e(db_urls, live_server, settings, tmp_path, transactional_db):
 
     callback_url = f"{live_server.url}/webhooks/providers/babysea/"
     provider = LocalProvider(callback_url=callback_url, secret=SECRET, delay_ms=300)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_urls.app,
-        "DATABASE_OWNER_URL": db_urls.owner,
-        "DATABASE_ADMIN_URL": django_settings.DATABASE_ADMIN_URL,
-        "DATABASE_ROLE_PREFIX": db_urls.prefix,
-        "DJANGO_ENV": "test",
-        "LOCAL_PROVIDER_ENABLED": "true",
-        "LOCAL_PROVIDER_URL": provider.url,
-        "PROVIDER_WEBHOOK_SECRET": SECRET,
-        "INGEST_ALLOW_PRIVATE_HOSTS": "true",
-        "PYTHONUNBUFFERED": "1",
-        **FAST,
-    }
+    env = worker_env(db_urls, provider)
     settings.LOCAL_PROVIDER_ENABLED = True
     settings.LOCAL_PROVIDER_URL = provider.url
     settings.PROVIDER_WEBHOOK_SECRET = SECRET

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 from django.test import Client
 
-from tests.billing.conftest import WEBHOOK_SECRET
+# Billing in stand-in mode: no Stripe keys, the webhook secret set.
+from tests.billing.conftest import WEBHOOK_SECRET, standin_settings  # noqa: F401
 
 # The generation fixtures (a local provider process, settings pointing at it, credits).
 from tests.generation.conftest import fund, generation_settings, local_provider  # noqa: F401
@@ -37,17 +38,7 @@ def no_limits(settings):
 
 
 @pytest.fixture
-def standin(settings):
-    """Billing in stand-in mode: no Stripe keys, the webhook secret set."""
-    settings.BILLING_STANDIN_ENABLED = True
-    settings.STRIPE_SECRET_KEY = ""
-    settings.STRIPE_LIVEMODE = False
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    return settings
-
-
-@pytest.fixture
-def world(user_factory, standin, db) -> World:
+def world(user_factory, standin_settings, db) -> World:  # noqa: F811 (the imported fixture)
     from billing import services as billing
     from billing.models import CreditPack
     from generation.models import Generation
