@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev test lint compose-check
+.PHONY: help dev test lint compose-check browser-deps
 
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
@@ -43,7 +43,16 @@ $(SYNCED): uv.lock
 dev: $(SYNCED)
 	$(PY) -m config.devstack -- $(PY) -m config.devrun
 
-test: $(SYNCED)
+# Browser tests drive Debian's chromium (no wheel brings a browser). Installed once when this
+# user may (root with apt-get); otherwise the browser tests fail naming the command to run.
+CHROMIUM := /usr/bin/chromium
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+test: $(SYNCED) browser-deps
 	$(PY) -m config.devstack --test -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(SYNCED)

@@ -81,7 +81,9 @@ def chromium():
     still plain synchronous calls, so allow them for exactly as long as Playwright runs.
     """
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it as root)"
+        )
     from playwright.sync_api import sync_playwright
 
     before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
