@@ -1,14 +1,16 @@
 """The performance migrations keep every guarantee they rewrote.
 
-0006 replaced the 0001 CHECK constraints with one compiled function per table: the rules must
-refuse exactly what the old expressions refused (Hypothesis compares them on random rows, NULLs
-included). 0007 made hold ids time-ordered and dropped the per-account hold index: ids stay
-unique and a user's holds are still found, newest first. 0008 rewrote ledger_check()'s journal
-lookup: it must still name a gap before the newest entry. 0009 split the hold and journal rules
-by status and kind (each branch leaves out what the known word makes TRUE): on top of the random
-rows, every combination of each column's boundary values is compared with the 0001 text.
+0006 replaced the 0001 CHECK constraints with one compiled function per table, and 0010 made
+each take the whole row: the rules must refuse exactly what the old expressions refused, on every
+row a table can hold (NOT NULL columns are never NULL when a CHECK runs; Hypothesis compares them
+on random rows, NULLs included where a column allows them). 0007 made hold ids time-ordered and
+dropped the per-account hold index: ids stay unique and a user's holds are still found, newest
+first. 0008 rewrote ledger_check()'s journal lookup: it must still name a gap before the newest
+entry. 0009 split the hold and journal rules by status and kind (0010 keeps that): on top of the
+random rows, every combination of each column's boundary values is compared with the 0001 text.
 """
 
+import math
 import uuid
 from datetime import timedelta
 
@@ -72,22 +74,20 @@ ENTRY_0001 = """
     END) IS NOT FALSE
 """
 
-small = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([10, 11, -10, 2**40]))
-word = st.one_of(
-    st.none(),
-    st.sampled_from(
-        ["", "x", "pending", "captured", "released", "expired", "late_charged", "unpaid", "y" * 201]
-    ),
-)
-kind = st.one_of(
-    st.none(),
-    st.sampled_from(
-        ["grant", "hold", "capture", "release", "expire", "late_charge", "adjust", "clawback", "x"]
-    ),
+# NOT NULL is enforced before any CHECK constraint runs, so a rule only ever sees rows whose NOT
+# NULL columns hold values: those columns are drawn without NULL; the nullable ones with it.
+value = st.one_of(st.integers(-3, 3), st.sampled_from([10, 11, -10, 2**40]))
+maybe_value = st.one_of(st.none(), value)
+WORDS = ["", "x", "pending", "captured", "released", "expired", "late_charged", "unpaid", "y" * 201]
+word = st.sampled_from(WORDS)
+maybe_word = st.one_of(st.none(), word)
+kind = st.sampled_from(
+    ["grant", "hold", "capture", "release", "expire", "late_charge", "adjust", "clawback", "x"]
 )
 maybe_uuid = st.sampled_from([None, uuid.UUID(int=1)])
 maybe_time = st.sampled_from([None, "2025-01-01T00:00:00Z"])
-long_text = st.one_of(st.none(), st.sampled_from(["", "k", "m" * 201, "n" * 1001]))
+text = st.sampled_from(["", "k", "m" * 201, "n" * 1001])
+maybe_text = st.one_of(st.none(), text)
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +96,28 @@ def owner_conn(django_db_setup, db_urls, django_db_blocker):
         yield conn
 
 
-def agree(conn: psycopg.Connection, function_sql: str, rule_sql: str, names: list, row) -> tuple:
-    """Return (function verdict, 0001 verdict) for one row of values."""
+def rule_call(conn: psycopg.Connection, table: str, tested: list) -> str:
+    """Return SQL calling ``<table>_rules`` on a row built from the ``tested`` columns in scope.
+
+    The rule takes the whole row: every other column of the table is NULL (no rule reads them).
+    """
+    columns = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [table],
+    ).fetchall()
+    names = {n for n, _ in tested}
+    fields = ", ".join(n if n in names else f"NULL::{t}" for n, t in columns)
+    return f"{table}_rules(ROW({fields})::{table})"
+
+
+def agree(conn: psycopg.Connection, table: str, rule_sql: str, names: list, row) -> tuple:
+    """Return (the table's rule function verdict, the 0001 verdict) for one row of values."""
     columns = ", ".join(f"%s::{t} AS {n}" for n, t in names)
-    got = conn.execute(
-        f"SELECT {function_sql}, {rule_sql} FROM (SELECT {columns}) r",  # noqa: S608 (constants)
+    return conn.execute(
+        f"SELECT {rule_call(conn, table, names)}, {rule_sql} FROM (SELECT {columns}) r",  # noqa: S608 (constants)
         list(row),
     ).fetchone()
-    return got
 
 
 ACCOUNT_COLS = [
@@ -145,89 +159,93 @@ ENTRY_COLS = [
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(row=st.tuples(*[small] * 8))
+@given(row=st.tuples(*[value] * 8))
 def test_account_rule_refuses_exactly_what_0001_refused(owner_conn, row):
-    """ledger_account_row_ok() agrees with the 0001 CHECKs on any row, NULLs included."""
-    fn = "ledger_account_row_ok(" + ", ".join(n for n, _ in ACCOUNT_COLS) + ")"
-    new, old = agree(owner_conn, fn, ACCOUNT_0001, ACCOUNT_COLS, row)
+    """ledger_account_rules() agrees with the 0001 CHECKs on any row the table can hold."""
+    new, old = agree(owner_conn, "ledger_account", ACCOUNT_0001, ACCOUNT_COLS, row)
     assert new is old
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(row=st.tuples(word, small, small, small, word, word, small, maybe_time))
+@given(row=st.tuples(word, value, value, value, word, maybe_word, value, maybe_time))
 def test_hold_rule_refuses_exactly_what_0001_refused(owner_conn, row):
-    """ledger_hold_row_ok() agrees with the 0001 CHECKs on any row, NULLs included."""
-    fn = "ledger_hold_row_ok(" + ", ".join(n for n, _ in HOLD_COLS) + ")"
-    new, old = agree(owner_conn, fn, HOLD_0001, HOLD_COLS, row)
+    """ledger_hold_rules() agrees with the 0001 CHECKs on any row the table can hold."""
+    new, old = agree(owner_conn, "ledger_hold", HOLD_0001, HOLD_COLS, row)
     assert new is old
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     row=st.tuples(
-        small, kind, small, small, small, small, small, maybe_uuid, long_text, long_text, long_text
+        value, kind, value, value, value, value, value, maybe_uuid, maybe_text, text, text
     )
 )
 def test_entry_rule_refuses_exactly_what_0001_refused(owner_conn, row):
-    """ledger_entry_row_ok() agrees with the 0001 CHECKs on any row, NULLs included."""
-    fn = "ledger_entry_row_ok(" + ", ".join(n for n, _ in ENTRY_COLS) + ")"
-    new, old = agree(owner_conn, fn, ENTRY_0001, ENTRY_COLS, row)
+    """ledger_entry_rules() agrees with the 0001 CHECKs on any row the table can hold."""
+    new, old = agree(owner_conn, "ledger_entry", ENTRY_0001, ENTRY_COLS, row)
     assert new is old
 
 
-def grid_disagreements(conn: psycopg.Connection, function_sql: str, rule_sql: str, axes) -> tuple:
-    """Return (rows, rows where the function and the 0001 text differ) over a grid of values."""
-    sources = ", ".join(f"unnest(%s::{t}[]) AS {n}" for n, t, _ in axes)
+def grid_disagreements(conn: psycopg.Connection, table: str, rule_sql: str, values: dict) -> tuple:
+    """Return (rows, rows where the rule function and the 0001 text differ) over a value grid."""
+    columns = {"ledger_hold": HOLD_COLS, "ledger_entry": ENTRY_COLS}[table]
+    sources = ", ".join(f"unnest(%s::{t}[]) AS {n}" for n, t in columns)
     return conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {function_sql} IS DISTINCT FROM ({rule_sql})) "  # noqa: S608
-        f"FROM {sources}",
-        [values for _, _, values in axes],
+        f"SELECT count(*), count(*) FILTER (WHERE {rule_call(conn, table, columns)} "  # noqa: S608
+        f"IS DISTINCT FROM ({rule_sql})) FROM {sources}",
+        [values[n] for n, _ in columns],
     ).fetchone()
 
 
 def test_hold_rule_matches_0001_on_every_boundary_combination(owner_conn):
-    """Each status branch of ledger_hold_row_ok() refuses exactly what 0001 refused."""
-    fn = "ledger_hold_row_ok(" + ", ".join(n for n, _ in HOLD_COLS) + ")"
+    """Each status branch of ledger_hold_rules() refuses exactly what 0001 refused."""
     values = {
-        "reference": [None, "", "x", "y" * 201],
-        "amount": [None, -1, 0, 1, 10],
-        "captured": [None, -1, 0, 1, 10],
-        "released": [None, -1, 0, 1, 9, 10],
-        "status": [None, "pending", "captured", "released", "expired", "x"],
+        "reference": ["", "x", "y" * 201],
+        "amount": [-1, 0, 1, 10],
+        "captured": [-1, 0, 1, 10],
+        "released": [-1, 0, 1, 9, 10],
+        "status": ["pending", "captured", "released", "expired", "x"],
         "late": [None, "late_charged", "unpaid", "x"],
-        "late_amount": [None, -1, 0, 1, 10, 11],
+        "late_amount": [-1, 0, 1, 10, 11],
         "settled_at": [None, "2025-01-01T00:00:00Z"],
     }
-    rows, wrong = grid_disagreements(
-        owner_conn, fn, HOLD_0001, [(n, t, values[n]) for n, t in HOLD_COLS]
-    )
-    assert (rows, wrong) == (172_800, 0)
+    rows, wrong = grid_disagreements(owner_conn, "ledger_hold", HOLD_0001, values)
+    assert (rows, wrong) == (math.prod(len(v) for v in values.values()), 0)
 
 
 ENTRY_KINDS = ["grant", "hold", "capture", "release", "expire", "late_charge", "adjust", "clawback"]
 
 
 def test_entry_rule_matches_0001_on_every_boundary_combination(owner_conn):
-    """Each kind branch of ledger_entry_row_ok() refuses exactly what 0001 refused."""
-    fn = "ledger_entry_row_ok(" + ", ".join(n for n, _ in ENTRY_COLS) + ")"
-    deltas = [None, -11, -10, 0, 10]  # NULL, beyond -amount, -amount, 0, amount
+    """Each kind branch of ledger_entry_rules() refuses exactly what 0001 refused."""
+    deltas = [-11, -10, -1, 0, 10]  # beyond -amount, -amount, between, 0, amount
     values = {
-        "account_version": [None, 0, 1],
-        "kind": [None, *ENTRY_KINDS, "x"],
-        "amount": [None, 0, 10],
+        "account_version": [0, 1],
+        "kind": [*ENTRY_KINDS, "x"],
+        "amount": [0, 10],
         "available_delta": deltas,
         "held_delta": deltas,
-        "available_after": [None, -1, 0],
+        "available_after": [-1, 0],
         "held_after": [-1, 0],
         "hold_id": [None, uuid.UUID(int=1)],
-        "idempotency_key": [None, "k", "m" * 201],
+        "idempotency_key": [None, "", "k", "m" * 201],
         "source": ["", "s" * 201],
         "memo": ["", "n" * 1001],
     }
-    rows, wrong = grid_disagreements(
-        owner_conn, fn, ENTRY_0001, [(n, t, values[n]) for n, t in ENTRY_COLS]
-    )
-    assert (rows, wrong) == (324_000, 0)
+    rows, wrong = grid_disagreements(owner_conn, "ledger_entry", ENTRY_0001, values)
+    assert (rows, wrong) == (math.prod(len(v) for v in values.values()), 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_not_null_is_enforced_before_the_row_rules(connect, account):
+    """The rules may assume NOT NULL columns hold values: PostgreSQL refuses a NULL there first."""
+    admin = connect("admin")
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        admin.execute(
+            "INSERT INTO ledger_hold (reference, account_id, amount, status, expires_at) "
+            "VALUES ('null-' || %s::text, %s, NULL, 'pending', now())",
+            [account, account],
+        )
 
 
 @pytest.mark.django_db(transaction=True)
