@@ -267,8 +267,8 @@ def test_row_rules_refuse_bad_rows_even_for_the_superuser(connect, account):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_hold_ids_are_unique_and_time_ordered(connect, account, ref):
-    """Hold ids come from a sequence behind a millisecond prefix: distinct, increasing."""
+def test_hold_ids_are_unique_and_ordered(connect, account, ref):
+    """Hold ids come from a sequence (version 8 UUIDs since 0011): distinct, increasing."""
     app = connect()
     call(app, "SELECT * FROM ledger_grant(%s, 100, %s, 'test', '')", account, ref("g"))
     ids = [
@@ -277,7 +277,7 @@ def test_hold_ids_are_unique_and_time_ordered(connect, account, ref):
     ]
     assert len(set(ids)) == 20
     assert ids == sorted(ids, key=lambda u: u.bytes)
-    assert all(u.version == 7 for u in ids)
+    assert all(u.version == 8 for u in ids)
 
 
 @pytest.mark.django_db(transaction=True)
