@@ -4,7 +4,8 @@ Creates two fresh databases (throughput, then scaling) with the project's bootst
 with ``manage.py migrate`` as the owner, then measures:
 
 * ``ledger_check()`` and the sweeper (1000 due holds) at 10 thousand and at 1 million journal
-  rows (``--quick``: 100 thousand), best of several runs each, on a fresh journal;
+  rows (``--quick``: 100 thousand), best of several runs each, on a fresh journal, after a
+  CHECKPOINT (and after the throughput database is dropped);
 * the time to expire 100,000 due holds with ``ledger_expire_due``;
 * ops/s of ``UPDATE ... SET available = available - 1 WHERE ... AND available >= 1`` (the
   baseline), ``ledger_hold``, hold+capture cycles and ``ledger_grant``, each on 1000 accounts
@@ -172,6 +173,14 @@ def fresh_database(admin_url: str, plans: list[RolePlan]) -> tuple[str, str]:
     return migrate(admin_url, plan)
 
 
+def drop_plan(admin_url: str, plan: RolePlan) -> None:
+    """Drop a bench database and its roles."""
+    drop_database(admin_url, plan.dbname)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for role in (plan.app, plan.owner):
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
 def seed_accounts(app: str, owner: str, prefix: str) -> tuple[list[str], list[str]]:
     """Fund 1000 spread accounts and one hot one, and the raw baseline's table alike."""
     spread = [str(uuid.uuid4()) for _ in range(SPREAD_ACCOUNTS)]
@@ -219,6 +228,16 @@ def grow_journal(owner: str, accounts: list[str], rows: int) -> None:
         )
         for table in ("ledger_entry", "ledger_account", "ledger_hold"):
             conn.execute(f"VACUUM ANALYZE {table}")
+
+
+def settle(admin_url: str) -> None:
+    """Write out every dirty buffer now, so no checkpoint runs inside the timings that follow.
+
+    Growing the journal writes hundreds of megabytes of WAL; the checkpoint it triggers would
+    otherwise share the 2 cores with whichever timing happened to come next.
+    """
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
 
 
 def make_due_holds(owner: str, accounts: list[str], count: int) -> None:
@@ -320,13 +339,14 @@ def main() -> int:
         # Throughput on a fresh database; scaling on another fresh one, so each starts from the
         # same state whatever the other did (the rounds append tens of thousands of entries).
         owner, app = fresh_database(admin_url, plans)
-        with psycopg.connect(url_for_database(admin_url, plans[0].dbname), autocommit=True) as conn:
+        throughput_url = url_for_database(admin_url, plans[-1].dbname)
+        with psycopg.connect(throughput_url, autocommit=True) as conn:
             server = {
                 "postgres_version": conn.execute("SHOW server_version").fetchone()[0],
                 "fsync": conn.execute("SHOW fsync").fetchone()[0],
                 "synchronous_commit": conn.execute("SHOW synchronous_commit").fetchone()[0],
             }
-        spread, hot = seed_accounts(app, owner, plans[0].prefix)
+        spread, hot = seed_accounts(app, owner, plans[-1].prefix)
         cases = ["raw", "hold", "cycle", "grant"]
         clients = Clients(app, spread, hot)
         for where in ("spread", "hot"):  # warm-up: connections, plans, prepared statements
@@ -352,16 +372,20 @@ def main() -> int:
         median = {k: statistics.median(v) for k, v in rates.items()}
         median_ratio = {k: statistics.median(v) for k, v in ratios.items()}
         final_check, violations_after, _ = time_check(app, repeats=1)
+        if not args.keep:  # its buffers would crowd the scaling database's
+            drop_plan(admin_url, plans.pop())
 
         # Scaling: both sizes measured in the same state (freshly vacuumed and analyzed), best
         # of several runs each.
         owner, app = fresh_database(admin_url, plans)
-        spread, hot = seed_accounts(app, owner, plans[1].prefix)
+        spread, hot = seed_accounts(app, owner, plans[-1].prefix)
         grow_journal(owner, spread + hot, 10_000 - journal_rows(owner))
+        settle(admin_url)
         rows_small = journal_rows(owner)
         check_small, _, check_small_cpu = time_check(app, repeats=7)
         sweep_small = min(time_sweeper(app, owner, spread) for _ in range(3))
         grow_journal(owner, spread + hot, big - journal_rows(owner))
+        settle(admin_url)
         rows_big = journal_rows(owner)
         check_big, violations, check_big_cpu = time_check(app, repeats=7)
         sweep_big = min(time_sweeper(app, owner, spread) for _ in range(3))
@@ -374,10 +398,7 @@ def main() -> int:
             clients.close()
         if not args.keep:
             for plan in plans:
-                drop_database(admin_url, plan.dbname)
-                with psycopg.connect(admin_url, autocommit=True) as conn:
-                    for role in (plan.app, plan.owner):
-                        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+                drop_plan(admin_url, plan)
 
     def ratio(case: str, where: str) -> float:
         return round(median_ratio[f"{case}_{where}"], 3)
