@@ -30,14 +30,29 @@ def user_generations(user, *, status: str = "") -> QuerySet[Generation]:
     return rows.order_by("-created_at")
 
 
+def with_previews(generations: list[Generation]) -> list[Generation]:
+    """Set ``preview`` on each generation: its first output if it succeeded, else None.
+
+    One query for the whole list, however many cards a gallery shows.
+    """
+    from media_store import api as media
+
+    previews = media.first_outputs(g.pk for g in generations if g.status == Status.SUCCEEDED)
+    for generation in generations:
+        generation.preview = previews.get(generation.pk)
+    return generations
+
+
 def history_page(user, *, status: str = "", page: object = 1, per_page: int = 12) -> Page:
-    """Return one page of the user's history."""
-    return Paginator(user_generations(user, status=status), per_page).get_page(page)
+    """Return one page of the user's history, each card with its preview."""
+    result = Paginator(user_generations(user, status=status), per_page).get_page(page)
+    result.object_list = with_previews(list(result.object_list))
+    return result
 
 
 def recent_generations(user, limit: int = 5) -> list[Generation]:
-    """Return the user's latest generations (the dashboard's list)."""
-    return list(user_generations(user)[:limit])
+    """Return the user's latest generations (the dashboard's list), with previews."""
+    return with_previews(list(user_generations(user)[:limit]))
 
 
 def generation_for(user, generation_id: uuid.UUID) -> Generation:

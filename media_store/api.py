@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.urls import reverse
@@ -102,6 +102,19 @@ def assets_for_generation(generation_id: uuid.UUID) -> list[AssetInfo]:
     """Return a generation's assets in output order."""
     assets = Asset.objects.filter(generation_id=generation_id).order_by("index")
     return [AssetInfo.from_asset(asset) for asset in assets]
+
+
+def first_outputs(generation_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AssetInfo]:
+    """Return each generation's first output, for a gallery's previews, in one query."""
+    ids = list(generation_ids)
+    if not ids:
+        return {}
+    assets = (
+        Asset.objects.filter(generation_id__in=ids)
+        .order_by("generation_id", "index")
+        .distinct("generation_id")
+    )
+    return {asset.generation_id: AssetInfo.from_asset(asset) for asset in assets}
 
 
 def signed_url(asset_id: uuid.UUID, *, seconds: int | None = None, thumbnail: bool = False) -> str:

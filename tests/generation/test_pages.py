@@ -139,3 +139,39 @@ def test_pages_require_login(client):
     """Anonymous visitors are sent to sign in."""
     response = client.get(reverse("generation:create"))
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_gallery_reads_every_preview_in_one_query(alice_client, alice):
+    """History and dashboard cards show each succeeded generation's first output, with the
+    same number of queries for two cards as for six."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from media_store.models import Asset
+
+    def queries_for(count: int) -> tuple[int, str]:
+        Generation.objects.filter(user=alice).delete()
+        for n in range(count):
+            generation = _make(alice, status=Status.SUCCEEDED, prompt=f"card {n}")
+            for index in (1, 0):  # the first output is index 0, whatever the insert order
+                Asset.objects.create(
+                    owner_id=alice.pk,
+                    generation_id=generation.pk,
+                    index=index,
+                    key=f"test/{generation.pk}/{index}.png",
+                    content_type="image/png",
+                    size=1,
+                    sha256="0" * 64,
+                    width=64 + index,
+                    height=64,
+                )
+        with CaptureQueriesContext(connection) as history:
+            html = alice_client.get(reverse("generation:history")).content.decode()
+        with CaptureQueriesContext(connection) as dashboard:
+            alice_client.get(reverse("accounts:dashboard"))
+        return len(history.captured_queries) + len(dashboard.captured_queries), html
+
+    two, _ = queries_for(2)
+    six, html = queries_for(6)
+    assert two == six
+    assert html.count('width="64"') == 6 and 'width="65"' not in html
