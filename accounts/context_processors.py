@@ -9,4 +9,4 @@ def balance(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"header_balance": SimpleLazyObject(lambda: ledger.balance(user.id))}
+    return {"header_balance": SimpleLazyObject(lambda: ledger.request_balance(request))}

@@ -15,13 +15,13 @@ from generation.exceptions import GenerationError
 from generation.models import Generation, Status
 
 
-def _balance(user) -> int | None:
+def _available(request: HttpRequest) -> int:
     from ledger import api as ledger
 
-    return ledger.balance(user.pk).available
+    return ledger.request_balance(request).available
 
 
-def _estimate(user, model_key: str, data) -> dict:
+def _estimate(request: HttpRequest, model_key: str, data) -> dict:
     """Return the live estimate: price, the user's balance and why submitting is disabled."""
     try:
         spec = catalogue.get_model(model_key)
@@ -29,7 +29,7 @@ def _estimate(user, model_key: str, data) -> dict:
         cost = catalogue.price(spec.key, params)
     except GenerationError as error:
         return {"cost": None, "error": str(error), "disabled_reason": str(error)}
-    available = _balance(user)
+    available = _available(request)
     ready, why = services.provider_status(spec.key)
     reason = ""
     if not ready:
@@ -67,7 +67,7 @@ def create(request: HttpRequest) -> HttpResponse:
             error = str(failure)
         else:
             return redirect("generation:detail", generation_id=generation.pk)
-    estimate = _estimate(request.user, model_key, data)
+    estimate = _estimate(request, model_key, data)
     spec = catalogue.CATALOGUE[model_key]
     chosen = estimate.get("params") or {}
     fields = [(p, chosen.get(p.name, data.get(p.name, p.default))) for p in spec.parameters]
@@ -96,7 +96,7 @@ def estimate(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "generation/partials/estimate.html",
-        {"estimate": _estimate(request.user, model_key, request.GET)},
+        {"estimate": _estimate(request, model_key, request.GET)},
     )
 
 

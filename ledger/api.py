@@ -279,6 +279,17 @@ def balance(account_id: UUID) -> Balance:
     return Balance(*row) if row else Balance(0, 0)
 
 
+def request_balance(request) -> Balance:
+    """Return the signed-in user's balance, read once per request.
+
+    The header and the page (the generate form's estimate) show the same figure, from one read.
+    """
+    cached = getattr(request, "_ledger_balance", None)
+    if cached is None:
+        cached = request._ledger_balance = balance(request.user.pk)
+    return cached
+
+
 def hold_status(reference: str) -> str | None:
     """Return the hold's status, or its late outcome once it has one (None when unknown)."""
     _require_text("reference", reference)

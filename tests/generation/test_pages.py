@@ -175,3 +175,16 @@ def test_gallery_reads_every_preview_in_one_query(alice_client, alice):
     six, html = queries_for(6)
     assert two == six
     assert html.count('width="64"') == 6 and 'width="65"' not in html
+
+
+def test_generate_page_reads_the_balance_once(alice_client, alice, fund, monkeypatch):
+    """The header and the estimate show the same balance, from one read per request."""
+    fund(alice, 40)
+    reads = []
+    real = ledger.balance
+    monkeypatch.setattr(
+        ledger, "balance", lambda account_id: reads.append(account_id) or real(account_id)
+    )
+    html = alice_client.get(reverse("generation:create")).content.decode()
+    assert reads == [alice.pk]
+    assert html.count("40 credits") >= 1
