@@ -42,7 +42,10 @@ def _report(data: Mapping) -> JobReport:
     state = _STATES.get(str(data.get("generation_status")), "")
     if not state:
         raise InvalidCallback(f"unknown generation_status {data.get('generation_status')!r}")
-    outputs = tuple(str(url) for url in (data.get("generation_output_file") or ()))
+    files = data.get("generation_output_file") or ()
+    if not isinstance(files, list | tuple) or not all(isinstance(url, str) for url in files):
+        raise InvalidCallback(f"generation_output_file is not a list of URLs: {files!r:.200}")
+    outputs = tuple(files)
     if state == JobState.SUCCEEDED and data.get("generation_removed"):
         state = JobState.GONE
     progress = data.get("generation_progress")

@@ -166,3 +166,33 @@ def test_valid_callback_is_still_stored_once_after_hostile_traffic(provider_secr
     assert first.status_code == second.status_code == 200
     assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
     assert ProviderCallback.objects.filter(provider_job_id="job-fuzz").count() == 1
+
+
+@pytest.mark.parametrize(
+    "output_file",
+    [1, "http://127.0.0.1:9/files/x/0.png", [1], {"\x00": None}, ["http://h/\x00.png"]],
+)
+def test_signed_callback_with_a_bad_output_list_is_refused_cleanly(
+    provider_secret, dispatched, output_file
+):
+    """Hypothesis found these: a non-list output, or a NUL (which PostgreSQL cannot store),
+    in a correctly signed callback is a 400 and stores nothing, not a 500."""
+    body = json.dumps(
+        {
+            "webhook_event": "generation.completed",
+            "webhook_delivery_id": "whd_bad_output",
+            "webhook_data": {
+                "generation_id": "job-fuzz",
+                "generation_status": "succeeded",
+                "generation_output_file": output_file,
+            },
+        }
+    ).encode()
+    response = post(
+        csrf_client(),
+        "/webhooks/providers/babysea/",
+        body,
+        {"HTTP_X_BABYSEA_SIGNATURE": babysea_header(body, SECRET)},
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert not ProviderCallback.objects.exists()
