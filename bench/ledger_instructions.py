@@ -123,9 +123,9 @@ class Server:
             for i in range(WARM_UP + n):
                 params = {"acc": accounts[i % len(accounts)], "ref": f"{tag}-{i}"}
                 for sql in statements:
-                    conn.execute(sql, params).fetchall() if sql.startswith("SELECT") else (
-                        conn.execute(sql, params)
-                    )
+                    cursor = conn.execute(sql, params)
+                    if cursor.description:  # read the result, as a caller would
+                        cursor.fetchall()
         out = self.work / f"cg.{pid}"
         deadline = time.monotonic() + 60
         while not (out.exists() and "totals:" in out.read_text()):

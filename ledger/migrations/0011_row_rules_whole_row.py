@@ -1,23 +1,15 @@
 from django.db import migrations
 
-from ledger.migrations._sql import load
-
-
-def _function(file: str, name: str) -> str:
-    """Return one rule function of ``sql/<file>`` as CREATE OR REPLACE, up to its closing $$;."""
-    text = load(file)
-    start = text.rindex("CREATE", 0, text.index(f"FUNCTION {name}("))
-    end = text.index("$$;", text.index("AS $$", start)) + 3
-    return "CREATE OR REPLACE " + text[start + len("CREATE ") : end].removeprefix("OR REPLACE ")
+from ledger.migrations._sql import function, load
 
 
 def _previous_rules() -> str:
     """The rules as 0009 left them: 0006's account function, 0009's hold and journal ones."""
     return "\n".join(
         [
-            _function("0006_row_rules.sql", "ledger_account_row_ok"),
-            _function("0009_row_rules_by_kind.sql", "ledger_hold_row_ok"),
-            _function("0009_row_rules_by_kind.sql", "ledger_entry_row_ok"),
+            function("0006_row_rules.sql", "ledger_account_row_ok"),
+            function("0009_row_rules_by_kind.sql", "ledger_hold_row_ok"),
+            function("0009_row_rules_by_kind.sql", "ledger_entry_row_ok"),
             """
 REVOKE ALL ON FUNCTION ledger_account_row_ok(bigint, bigint, bigint, bigint, bigint, bigint,
                                              bigint, bigint) FROM PUBLIC;

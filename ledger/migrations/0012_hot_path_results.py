@@ -1,15 +1,15 @@
 from django.db import migrations
 
-from ledger.migrations._sql import load
+from ledger.migrations._sql import function, load
 
 
 def _previous_hot_path() -> str:
     """0007's hold, capture and release (OUT parameters) and hold id default, restored."""
     text = load("0007_hot_path.sql")
-    functions = []
-    for name in ("ledger_hold", "ledger_capture", "ledger_release"):
-        start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
-        functions.append(text[start : text.index("$$;", text.index("AS $$", start)) + 3])
+    functions = [
+        function("0007_hot_path.sql", name)
+        for name in ("ledger_hold", "ledger_capture", "ledger_release")
+    ]
     default_start = text.index("ALTER TABLE ledger_hold ALTER COLUMN hold_id")
     default = text[default_start : text.index(";", default_start) + 1]
     grants = text[text.rindex("DO $$") :]

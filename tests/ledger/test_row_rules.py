@@ -96,11 +96,22 @@ def owner_conn(django_db_setup, db_urls, django_db_blocker):
         yield conn
 
 
+_RULE_CALLS: dict[tuple[str, tuple], str] = {}
+
+
 def rule_call(conn: psycopg.Connection, table: str, tested: list) -> str:
     """Return SQL calling ``<table>_rules`` on a row built from the ``tested`` columns in scope.
 
     The rule takes the whole row: every other column of the table is NULL (no rule reads them).
+    Built once per table (Hypothesis asks for it on every example).
     """
+    key = (table, tuple(tested))
+    if key not in _RULE_CALLS:
+        _RULE_CALLS[key] = _build_rule_call(conn, table, tested)
+    return _RULE_CALLS[key]
+
+
+def _build_rule_call(conn: psycopg.Connection, table: str, tested: list) -> str:
     columns = conn.execute(
         "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
