@@ -14,7 +14,8 @@ Kernel time (network, WAL writes, fsync) and the client are not in these counts;
 call at 5x the baseline's instructions still runs at more than 0.2x its throughput.
 
 Needs valgrind (Debian: ``apt-get install valgrind``); about a minute:
-``.venv/bin/python bench/ledger_instructions.py [--calls 200]``. Ends with one JSON line.
+``.venv/bin/python bench/ledger_instructions.py [--calls 200] [--try-sql FILE] [--keep]``.
+Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -138,6 +139,18 @@ class Server:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="N (the second run makes 2N)")
+    parser.add_argument(
+        "--try-sql",
+        type=Path,
+        metavar="FILE",
+        help="run FILE as the owner after migrating, to count a candidate change before writing "
+        "its migration (for example a CREATE OR REPLACE of a function)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the callgrind files (cg.<pid>, one per connection) for callgrind_annotate",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is required (Debian: apt-get install valgrind)")
@@ -151,6 +164,9 @@ def main() -> int:
         spread, _hot = bench_ledger.seed_accounts(
             env["DATABASE_URL"], env["DATABASE_OWNER_URL"], plan.prefix
         )
+        if args.try_sql is not None:
+            with psycopg.connect(env["DATABASE_OWNER_URL"], autocommit=True) as conn:
+                conn.execute(args.try_sql.read_text())
         with psycopg.connect(server.url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
             conn.execute("CHECKPOINT")
@@ -164,7 +180,10 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"callgrind files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     raw = per_call["raw"]
     print(f"instructions per call (bind, execute, commit), {args.calls} and {2 * args.calls} calls")
