@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from billing import reversals, services, subscriptions
 from billing.models import StripeEvent
+from config.payloads import holds_nul
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _parse(payload: bytes) -> dict | None:
         event = json.loads(payload)
     except ValueError:
         return None
-    if not isinstance(event, dict):
+    if not isinstance(event, dict) or holds_nul(event):
         return None
     data = event.get("data")
     valid = (

@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config import ratelimit
+from config.payloads import holds_nul
 from generation import services
 from generation.providers import get_provider, provider_classes
 from generation.providers.base import InvalidCallback, InvalidSignature
@@ -44,22 +45,10 @@ def provider_callback(request: HttpRequest, provider: str) -> JsonResponse:
         return JsonResponse({"error": "malformed callback"}, status=400)
     if event is None:
         return JsonResponse({"received": True, "ignored": True})
-    if _has_nul(event.payload):
-        # PostgreSQL text and jsonb cannot hold U+0000; no provider sends it on purpose.
+    if holds_nul(event.payload):
         logger.warning("malformed %s callback: a NUL character in the payload", provider)
         return JsonResponse({"error": "malformed callback"}, status=400)
     callback_id, created = services.record_callback(
         provider, event, hint=request.GET.get("generation", "")
     )
     return JsonResponse({"received": True, "duplicate": not created, "id": callback_id})
-
-
-def _has_nul(value: object) -> bool:
-    """Return whether any string in a parsed JSON value (keys included) holds U+0000."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
-    return False

@@ -127,6 +127,23 @@ def test_signed_but_malformed_payload_is_rejected(post_event, payload):
     assert not StripeEvent.objects.exists()
 
 
+def test_signed_event_holding_a_nul_character_is_refused_and_grants_nothing(
+    post_event, alice, purchase, fake_stripe
+):
+    # JSON may escape U+0000 as \u0000; PostgreSQL text and jsonb cannot store it.
+    event = completed(fake_stripe, purchase)
+    event["data"]["object"]["metadata"] = {"note": "a\x00b"}
+    payload = encode(event)
+    assert b"\\u0000" in payload
+
+    response = post_event(payload)
+
+    assert response.status_code == 400
+    assert response.json() == {"status": "malformed"}
+    assert not StripeEvent.objects.exists()
+    assert ledger_selectors.balance(alice.pk).available == 0
+
+
 def test_event_from_the_other_mode_is_rejected(post_event, alice, purchase, fake_stripe):
     event = completed(fake_stripe, purchase)
     event["livemode"] = True
