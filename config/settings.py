@@ -430,6 +430,15 @@ INGEST_READ_TIMEOUT_SECONDS = env_int("INGEST_READ_TIMEOUT_SECONDS", 30, minimum
 INGEST_TOTAL_TIMEOUT_SECONDS = env_int("INGEST_TOTAL_TIMEOUT_SECONDS", 120, minimum=1)
 INGEST_MAX_IMAGE_PIXELS = env_int("INGEST_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
 MEDIA_THUMBNAIL_PIXELS = env_int("MEDIA_THUMBNAIL_PIXELS", 512, minimum=16)
+# An object with no asset row older than this is a crashed ingest's leftover (an ingest takes at
+# most INGEST_TOTAL_TIMEOUT_SECONDS plus its upload); the daily sweep deletes it.
+MEDIA_ORPHAN_GRACE_SECONDS = env_int(
+    "MEDIA_ORPHAN_GRACE_SECONDS", 60 * 60, minimum=INGEST_TOTAL_TIMEOUT_SECONDS + 60
+)
+CELERY_BEAT_SCHEDULE["media-sweep-orphans"] = {
+    "task": "media_store.tasks.sweep_orphan_objects",
+    "schedule": 24 * 60 * 60.0,
+}
 # <img> and <video> follow /media/<id>/ to the signed URL, so CSP must allow that origin too.
 if MEDIA_BACKEND == "s3":
     _media_origin = AWS_S3_PUBLIC_ENDPOINT_URL or (

@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from media_store import fetch, sniff
 from media_store.backends import get_backend
@@ -18,6 +22,9 @@ from media_store.models import Asset
 
 logger = logging.getLogger(__name__)
 MAX_SIGNED_URL_SECONDS = 300
+# The keys ingest_asset writes: <owner>/<generation>/<index>-<asset id>[-thumb].<extension>.
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+ASSET_KEY = re.compile(rf"{_UUID}/{_UUID}/[0-9]+-(?P<asset>{_UUID})(?:-thumb)?\.[a-z0-9]+")
 
 
 def ingest_asset(
@@ -155,3 +162,55 @@ def delete_asset(asset_id: uuid.UUID) -> None:
     _delete_objects(asset.key, asset.thumbnail_key)
     Asset.objects.filter(id=asset.id).delete()
     logger.info("media asset deleted", extra={"asset_id": str(asset.id)})
+
+
+@dataclass(frozen=True)
+class OrphanSweep:
+    """What one sweep saw: keys in the ingest layout it looked at, and those no asset names."""
+
+    scanned: int
+    orphans: list[str]
+    deleted: int
+
+
+def sweep_orphans(
+    *, grace: timedelta, prefix: str = "", dry_run: bool = False, batch: int = 500
+) -> OrphanSweep:
+    """Delete stored objects whose asset row does not exist.
+
+    ingest_asset uploads before it inserts the row, so a process killed in between leaves an
+    object nobody can reach (or pay for). Only keys in ingest's own layout are considered, so
+    whatever else shares the bucket is never touched, and only objects older than ``grace``, so
+    an ingest still between its upload and its insert is left alone.
+    """
+    scanned, orphans = 0, []
+    pending: dict[str, uuid.UUID] = {}
+
+    def settle() -> None:
+        known = set(Asset.objects.filter(id__in=set(pending.values())).values_list("id", flat=True))
+        orphans.extend(key for key, asset_id in pending.items() if asset_id not in known)
+        pending.clear()
+
+    backend = get_backend()
+    for key in backend.keys(prefix=prefix, modified_before=timezone.now() - grace):
+        match = ASSET_KEY.fullmatch(key)
+        if match is None:
+            continue
+        scanned += 1
+        pending[key] = uuid.UUID(match["asset"])
+        if len(pending) >= batch:
+            settle()
+    settle()
+    deleted = 0
+    if not dry_run:
+        for key in orphans:
+            backend.delete(key)
+            deleted += 1
+    if orphans:
+        logger.warning(
+            "media objects without an asset row: %d found, %d deleted",
+            len(orphans),
+            deleted,
+            extra={"orphans": orphans[:20]},
+        )
+    return OrphanSweep(scanned=scanned, orphans=orphans, deleted=deleted)

@@ -1,5 +1,7 @@
 """Storage backends behind one small interface, chosen by ``settings.MEDIA_BACKEND``."""
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from django.conf import settings
@@ -11,6 +13,8 @@ class Backend(Protocol):
     def put(self, key: str, body: BinaryIO, *, content_type: str, size: int) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def keys(self, *, prefix: str, modified_before: datetime) -> Iterator[str]: ...
 
     def signed_url(self, key: str, *, seconds: int, content_type: str) -> str: ...
 

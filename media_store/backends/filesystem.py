@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,6 +43,17 @@ class FilesystemBackend:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(key).unlink()
+
+    def keys(self, *, prefix: str, modified_before: datetime) -> Iterator[str]:
+        """Yield the keys under ``prefix`` whose files were written before ``modified_before``."""
+        root = self.root.resolve()
+        if not root.is_dir():
+            return
+        before = modified_before.timestamp()
+        for path in root.rglob("*"):
+            key = path.relative_to(root).as_posix()
+            if key.startswith(prefix) and path.is_file() and path.stat().st_mtime < before:
+                yield key
 
     def signed_url(self, key: str, *, seconds: int, content_type: str) -> str:
         token = signing.dumps(

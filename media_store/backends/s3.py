@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 from django.conf import settings
@@ -88,6 +90,14 @@ class S3Backend:
 
     def delete(self, key: str) -> None:
         self._internal().delete_object(Bucket=self.conf.bucket, Key=key)
+
+    def keys(self, *, prefix: str, modified_before: datetime) -> Iterator[str]:
+        """Yield the keys under ``prefix`` last written before ``modified_before`` (aware)."""
+        pages = self._internal().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=self.conf.bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                if item["LastModified"] < modified_before:
+                    yield item["Key"]
 
     def signed_url(self, key: str, *, seconds: int, content_type: str) -> str:
         return self._signer().generate_presigned_url(
