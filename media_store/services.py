@@ -186,7 +186,7 @@ def sweep_orphans(
     scanned, orphans = 0, []
     pending: dict[str, uuid.UUID] = {}
 
-    def settle() -> None:
+    def check_batch() -> None:
         known = set(Asset.objects.filter(id__in=set(pending.values())).values_list("id", flat=True))
         orphans.extend(key for key, asset_id in pending.items() if asset_id not in known)
         pending.clear()
@@ -199,8 +199,8 @@ def sweep_orphans(
         scanned += 1
         pending[key] = uuid.UUID(match["asset"])
         if len(pending) >= batch:
-            settle()
-    settle()
+            check_batch()
+    check_batch()
     deleted = 0
     if not dry_run:
         for key in orphans:
