@@ -174,15 +174,18 @@ class OrphanSweep:
 
 
 def sweep_orphans(
-    *, grace: timedelta, prefix: str = "", dry_run: bool = False, batch: int = 500
+    *, grace: timedelta | None = None, prefix: str = "", dry_run: bool = False, batch: int = 500
 ) -> OrphanSweep:
     """Delete stored objects whose asset row does not exist.
 
     ingest_asset uploads before it inserts the row, so a process killed in between leaves an
     object nobody can reach (or pay for). Only keys in ingest's own layout are considered, so
-    whatever else shares the bucket is never touched, and only objects older than ``grace``, so
-    an ingest still between its upload and its insert is left alone.
+    whatever else shares the bucket is never touched, and only objects older than ``grace``
+    (default MEDIA_ORPHAN_GRACE_SECONDS), so an ingest still between its upload and its insert
+    is left alone.
     """
+    if grace is None:
+        grace = timedelta(seconds=settings.MEDIA_ORPHAN_GRACE_SECONDS)
     scanned, orphans = 0, []
     pending: dict[str, uuid.UUID] = {}
 
@@ -191,8 +194,7 @@ def sweep_orphans(
         orphans.extend(key for key, asset_id in pending.items() if asset_id not in known)
         pending.clear()
 
-    backend = get_backend()
-    for key in backend.keys(prefix=prefix, modified_before=timezone.now() - grace):
+    for key in get_backend().keys(prefix=prefix, modified_before=timezone.now() - grace):
         match = ASSET_KEY.fullmatch(key)
         if match is None:
             continue
@@ -201,11 +203,9 @@ def sweep_orphans(
         if len(pending) >= batch:
             check_batch()
     check_batch()
-    deleted = 0
     if not dry_run:
-        for key in orphans:
-            backend.delete(key)
-            deleted += 1
+        _delete_objects(*orphans)
+    deleted = 0 if dry_run else len(orphans)
     if orphans:
         logger.warning(
             "media objects without an asset row: %d found, %d deleted",

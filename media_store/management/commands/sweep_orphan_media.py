@@ -1,6 +1,3 @@
-from datetime import timedelta
-
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from media_store import services
@@ -18,12 +15,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, dry_run: bool = False, **options):
-        grace = timedelta(seconds=settings.MEDIA_ORPHAN_GRACE_SECONDS)
-        sweep = services.sweep_orphans(grace=grace, dry_run=dry_run)
+        sweep = services.sweep_orphans(dry_run=dry_run)
         for key in sweep.orphans:
             self.stdout.write(key)
         verb = "would delete" if dry_run else "deleted"
         self.stdout.write(
             f"{sweep.scanned} objects checked, {len(sweep.orphans)} without an asset row, "
-            f"{verb} {len(sweep.orphans) if dry_run else sweep.deleted}"
+            f"{verb} {len(sweep.orphans)}"
         )
