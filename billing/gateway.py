@@ -50,6 +50,10 @@ class Gateway(Protocol):
 
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
+    def invoice_paid_by(self, payment_intent: str) -> str:
+        """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
+        ...
+
 
 def payments_configured() -> bool:
     """Return whether buying can work: Stripe keys are set or the stand-in is on."""
@@ -176,6 +180,20 @@ class StripeGateway:
                 params={"customer": customer_id, "return_url": return_url}
             )
         return portal.url
+
+    def invoice_paid_by(self, payment_intent: str) -> str:
+        # Since API version 2025-03-31 an invoice names its PaymentIntent only in `payments`,
+        # which webhook payloads never include; the InvoicePayments list is the way back.
+        params: Any = {
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+            "limit": 1,
+        }
+        with _translated_errors():
+            found = self.client.v1.invoice_payments.list(params=params).data
+        if not found:
+            return ""
+        invoice = found[0].invoice
+        return invoice if isinstance(invoice, str) else invoice.id
 
 
 @contextlib.contextmanager

@@ -279,7 +279,8 @@ class SubscriptionInvoice(models.Model):
     )
     stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
-    # Refunds and disputes of the invoice's payment name this intent.
+    # The intent that paid it: invoice events do not name it, so it is learned from Stripe when
+    # a refund or dispute of that intent first arrives (billing.reversals).
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     billing_reason = models.CharField(max_length=64, blank=True)
     amount_paid = models.PositiveIntegerField(default=0)

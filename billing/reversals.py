@@ -29,6 +29,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.exceptions import BillingError
+from billing.gateway import get_gateway, payments_configured
 from billing.models import (
     CheckoutSession,
     Reversal,
@@ -87,9 +88,7 @@ def find_purchase(payment_intent_id: str) -> Purchase | None:
             label=f"{checkout.product_name} (Checkout {checkout.stripe_session_id})",
             checkout=checkout,
         )
-    invoice = SubscriptionInvoice.objects.filter(
-        stripe_payment_intent_id=payment_intent_id, user__isnull=False
-    ).first()
+    invoice = _invoice_paid_by(payment_intent_id)
     if invoice is not None:
         granted = invoice.status == SubscriptionInvoice.Status.GRANTED
         return Purchase(
@@ -101,6 +100,27 @@ def find_purchase(payment_intent_id: str) -> Purchase | None:
             invoice=invoice,
         )
     return None
+
+
+def _invoice_paid_by(payment_intent_id: str) -> SubscriptionInvoice | None:
+    """Return our subscription invoice this intent paid, asking Stripe the first time.
+
+    Stripe's invoice events do not name the intent that paid them (``Invoice.payments`` is
+    included only on request), so the first refund or dispute of an invoice's payment asks the
+    gateway which invoice it paid and keeps the answer on the row. A gateway error propagates:
+    the event is answered 500 and Stripe's retry asks again.
+    """
+    ours = SubscriptionInvoice.objects.filter(user__isnull=False)
+    invoice = ours.filter(stripe_payment_intent_id=payment_intent_id).first()
+    if invoice is not None or not payments_configured():
+        return invoice
+    invoice_id = get_gateway().invoice_paid_by(payment_intent_id)
+    invoice = ours.filter(stripe_invoice_id=invoice_id).first() if invoice_id else None
+    if invoice is not None and not invoice.stripe_payment_intent_id:
+        SubscriptionInvoice.objects.filter(pk=invoice.pk, stripe_payment_intent_id="").update(
+            stripe_payment_intent_id=payment_intent_id
+        )
+    return invoice
 
 
 def share(credits: int, amount: int, paid: int) -> int:

@@ -55,6 +55,8 @@ ACTIONS: dict[str, tuple[str, dict[str, str]]] = {
     "expire": ("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"}),
 }
 EVENT_ACTIONS = {event_type: action for action, (event_type, _) in ACTIONS.items()}
+INVOICE_PREFIX = "in_standin_"
+INTENT_PREFIX = "pi_standin_"
 
 
 class StandinGateway:
@@ -119,6 +121,16 @@ class StandinGateway:
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         raise GatewayError("The customer portal is Stripe's own page; the stand-in has none.")
 
+    def invoice_paid_by(self, payment_intent: str) -> str:
+        if not payment_intent.startswith(INTENT_PREFIX):
+            return ""
+        return INVOICE_PREFIX + payment_intent.removeprefix(INTENT_PREFIX)
+
+
+def invoice_payment_intent(invoice_id: str) -> str:
+    """Return the PaymentIntent that paid a stand-in invoice (named after it)."""
+    return INTENT_PREFIX + invoice_id.removeprefix(INVOICE_PREFIX)
+
 
 def session_object(row: CheckoutSession) -> dict[str, Any]:
     """Return the Checkout Session Stripe would hold for our row before anything happened."""
@@ -175,7 +187,7 @@ def perform(action: str, session_id: str, *, webhook_url: str) -> httpx.Response
             session_id
         )
     elif action in ("pay", "pay_delayed") and not session.get("payment_intent"):
-        session["payment_intent"] = "pi_standin_" + secrets.token_hex(12)
+        session["payment_intent"] = INTENT_PREFIX + secrets.token_hex(12)
     session.pop("line_items", None)  # events carry the session without expansions, as Stripe's
     answer = deliver(build_event(event_type, session), webhook_url)
     if subscribing and action == "pay" and answer.status_code == 200:
@@ -223,8 +235,12 @@ def subscription_object(
 
 
 def invoice_object(subscription: dict[str, Any], plan: Plan, billing_reason: str) -> dict:
-    """Return a paid Invoice for the subscription, in the pinned API version's shape."""
-    invoice_id = "in_standin_" + secrets.token_hex(12)
+    """Return a paid Invoice for the subscription, as Stripe's events carry it.
+
+    Like Stripe's, it does not name the PaymentIntent that paid it (``payments`` is only
+    included on request); that intent is ``invoice_payment_intent(invoice id)``.
+    """
+    invoice_id = INVOICE_PREFIX + secrets.token_hex(12)
     price_id = subscription["items"]["data"][0]["price"]["id"]
     return {
         "id": invoice_id,
@@ -250,18 +266,6 @@ def invoice_object(subscription: dict[str, Any], plan: Plan, billing_reason: str
                     "object": "line_item",
                     "amount": plan.price_amount,
                     "pricing": {"type": "price_details", "price_details": {"price": price_id}},
-                }
-            ],
-        },
-        "payments": {
-            "object": "list",
-            "data": [
-                {
-                    "object": "invoice_payment",
-                    "payment": {
-                        "type": "payment_intent",
-                        "payment_intent": "pi_standin_" + secrets.token_hex(12),
-                    },
                 }
             ],
         },
@@ -340,7 +344,9 @@ def _payment(payment_intent: str) -> tuple[int, str]:
     ).first()
     if checkout is not None:
         return checkout.amount_total or checkout.amount, checkout.currency
-    invoice = SubscriptionInvoice.objects.filter(stripe_payment_intent_id=payment_intent).first()
+    invoice = SubscriptionInvoice.objects.filter(
+        stripe_invoice_id=StandinGateway().invoice_paid_by(payment_intent)
+    ).first()
     if invoice is not None:
         return invoice.amount_paid, invoice.currency
     raise GatewayError(f"No stand-in payment {payment_intent}.")

@@ -122,7 +122,6 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
         "plan": plan,
         "stripe_subscription_id": subscription_id,
         "stripe_customer_id": customer_id,
-        "stripe_payment_intent_id": _payment_intent(invoice),
         "billing_reason": reason,
         "amount_paid": max(int(invoice.get("amount_paid") or 0), 0),
         "currency": invoice.get("currency") or "",
@@ -298,14 +297,6 @@ def _plan_for_price(price_id: str) -> Plan | None:
         .first()
     )
     return checkout.plan if checkout else None
-
-
-def _payment_intent(invoice: dict) -> str:
-    for payment in ((invoice.get("payments") or {}).get("data")) or []:
-        intent = _id(((payment or {}).get("payment") or {}).get("payment_intent"))
-        if intent:
-            return intent
-    return _id(invoice.get("payment_intent"))
 
 
 def _customer_user(customer_id: str) -> Any:

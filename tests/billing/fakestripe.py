@@ -62,6 +62,7 @@ class FakeStripe(stripe.HTTPClient):
         self.sessions: dict[str, dict] = {}
         self.line_items: dict[str, list[dict]] = {}
         self.idempotent: dict[str, tuple[dict, tuple[str, int, dict]]] = {}
+        self.invoice_payments: list[dict] = []
         self.fail_with: int | None = None
 
     # -- test helpers ------------------------------------------------------------------------
@@ -108,6 +109,19 @@ class FakeStripe(stripe.HTTPClient):
             "url": f"/v1/checkout/sessions/{session_id}/line_items",
         }
         return session
+
+    def pay_invoice(self, invoice_id: str, payment_intent: str) -> dict:
+        """Record that ``payment_intent`` paid the invoice, as an InvoicePayment."""
+        payment = {
+            "id": "inpay_" + secrets.token_hex(8),
+            "object": "invoice_payment",
+            "invoice": invoice_id,
+            "is_default": True,
+            "status": "paid",
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+        }
+        self.invoice_payments.append(payment)
+        return payment
 
     def calls_to(self, method: str, path: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path == path]
@@ -187,6 +201,15 @@ class FakeStripe(stripe.HTTPClient):
             if "line_items" in params.get("expand", []):
                 return self._ok(self.session_with_items(session_id))
             return self._ok(self.sessions[session_id])
+        if method == "get" and path == "/v1/invoice_payments":
+            wanted = params.get("payment", {}).get("payment_intent")
+            found = [
+                p
+                for p in self.invoice_payments
+                if (wanted is None or p["payment"]["payment_intent"] == wanted)
+                and (not params.get("invoice") or p["invoice"] == params["invoice"])
+            ][: int(params.get("limit", 10))]
+            return self._ok({"object": "list", "data": found, "has_more": False})
         return self._error(404, "invalid_request_error", f"Unrecognized request URL {path}")
 
     def _create_session(self, params: dict) -> dict:

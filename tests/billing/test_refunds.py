@@ -143,11 +143,15 @@ def test_review_only_policy_takes_nothing_until_an_admin_claws_back(
     assert_ledger_healthy(alice)
 
 
-def test_refund_of_a_payment_we_cannot_map_goes_to_review_and_moves_nothing(post_event, alice):
+def test_refund_of_a_payment_we_cannot_map_goes_to_review_and_moves_nothing(
+    post_event, alice, fake_stripe
+):
     event = make_event("charge.refunded", charge_object("pi_not_ours", refunded=1000))
 
     assert post_event(event).status_code == 200
 
+    # Stripe was asked whether the intent paid one of our invoices; it paid none.
+    assert len(fake_stripe.calls_to("GET", "/v1/invoice_payments")) == 1
     item = ReviewItem.objects.get()
     assert item.reason == ReviewItem.Reason.UNKNOWN_PAYMENT and "pi_not_ours" in item.detail
     assert not Reversal.objects.exists()

@@ -11,6 +11,7 @@ from tests.billing.conftest import (
     assert_ledger_healthy,
     available,
     charge_object,
+    dispute_object,
     make_event,
     spend,
 )
@@ -54,8 +55,8 @@ def subscription_object(sub_id, customer, plan, user, *, status="active", period
     }
 
 
-def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None, intent=None):
-    """An Invoice in the pinned API version's shape (parent, pricing, payments)."""
+def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None):
+    """An Invoice as the pinned API version's events carry it (parent, pricing; no payments)."""
     return {
         "id": invoice_id or "in_" + secrets.token_hex(8),
         "object": "invoice",
@@ -80,17 +81,6 @@ def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None, int
                         "type": "price_details",
                         "price_details": {"price": plan.stripe_price_id},
                     },
-                }
-            ],
-        },
-        "payments": {
-            "object": "list",
-            "data": [
-                {
-                    "payment": {
-                        "type": "payment_intent",
-                        "payment_intent": intent or "pi_" + secrets.token_hex(8),
-                    }
                 }
             ],
         },
@@ -251,24 +241,96 @@ def test_stale_pack_session_after_the_subscription_lapsed_goes_to_review(
 
 
 def test_refund_of_a_subscription_invoice_claws_back_its_credits(
-    post_event, alice, subscribe, plan
+    post_event, alice, subscribe, plan, fake_stripe
 ):
     checkout, sub_id = subscribe(alice, first_invoice=False)
     invoice = invoice_object(
-        sub_id,
-        checkout.stripe_customer_id,
-        plan,
-        alice,
-        reason="subscription_create",
-        intent="pi_invoice_1",
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
     )
     send(post_event, "invoice.paid", invoice)
+    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_1")
 
-    charge = charge_object("pi_invoice_1", refunded=2900, amount=2900)
-    send(post_event, "charge.refunded", charge)
+    send(post_event, "charge.refunded", charge_object("pi_invoice_1", refunded=1450, amount=2900))
+
+    # The event names only the intent: Stripe is asked once which invoice it paid.
+    (lookup,) = fake_stripe.calls_to("GET", "/v1/invoice_payments")
+    assert lookup.params["payment"] == {"type": "payment_intent", "payment_intent": "pi_invoice_1"}
+    assert available(alice) == 290 - 145
+    row = SubscriptionInvoice.objects.get(stripe_invoice_id=invoice["id"])
+    assert row.stripe_payment_intent_id == "pi_invoice_1"
+
+    # The growing refund matches the stored intent without asking again.
+    send(post_event, "charge.refunded", charge_object("pi_invoice_1", refunded=2900, amount=2900))
+
+    assert len(fake_stripe.calls_to("GET", "/v1/invoice_payments")) == 1
+    assert available(alice) == 0
+    assert ReviewItem.objects.filter(reason="refund", user=alice).exists()
+    assert_ledger_healthy(alice)
+
+
+def test_redelivered_invoice_keeps_the_intent_a_refund_learned(
+    post_event, alice, subscribe, plan, fake_stripe
+):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
+    )
+    send(post_event, "invoice.paid", invoice)
+    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_2")
+    send(post_event, "charge.refunded", charge_object("pi_invoice_2", refunded=290, amount=2900))
+
+    send(post_event, "invoice.paid", invoice)
+    send(post_event, "charge.refunded", charge_object("pi_invoice_2", refunded=580, amount=2900))
+
+    row = SubscriptionInvoice.objects.get(stripe_invoice_id=invoice["id"])
+    assert row.stripe_payment_intent_id == "pi_invoice_2"
+    assert len(fake_stripe.calls_to("GET", "/v1/invoice_payments")) == 1
+    assert available(alice) == 290 - 58
+
+
+def test_dispute_of_a_subscription_payment_finds_its_invoice(
+    post_event, alice, subscribe, plan, fake_stripe
+):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
+    )
+    send(post_event, "invoice.paid", invoice)
+    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_3")
+
+    send(
+        post_event,
+        "charge.dispute.created",
+        dispute_object("pi_invoice_3", status="needs_response", amount=2900),
+    )
 
     assert available(alice) == 0
-    assert ReviewItem.objects.get(reason="refund").user == alice
+    assert ReviewItem.objects.filter(reason="dispute", user=alice).exists()
+
+
+def test_stripe_down_while_matching_a_refund_answers_500_and_the_retry_claws_back_once(
+    post_event, alice, subscribe, plan, fake_stripe
+):
+    checkout, sub_id = subscribe(alice, first_invoice=False)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
+    )
+    send(post_event, "invoice.paid", invoice)
+    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_4")
+    refund = make_event(
+        "charge.refunded", charge_object("pi_invoice_4", refunded=2900, amount=2900)
+    )
+
+    fake_stripe.fail_with = 500
+    assert post_event(refund).status_code == 500
+    assert available(alice) == 290
+    assert not ReviewItem.objects.filter(user=alice).exists()
+
+    fake_stripe.fail_with = None
+    assert post_event(refund).status_code == 200
+    assert post_event(refund).status_code == 200
+    assert available(alice) == 0
+    assert ReviewItem.objects.filter(reason="refund", user=alice).count() == 1
 
 
 def test_portal_button_opens_stripe_and_the_stand_in_explains(

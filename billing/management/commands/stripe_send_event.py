@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from billing import services, standin, subscriptions
 from billing.exceptions import BillingError
-from billing.models import CheckoutSession, CreditPack, Plan
+from billing.models import CheckoutSession, CreditPack, Plan, SubscriptionInvoice
 
 OTHER_TYPES = (
     "invoice.paid",
@@ -52,7 +52,10 @@ class Command(BaseCommand):
         try:
             if kind in OTHER_TYPES:
                 answer = self._send_other(kind, options, url)
-                self.stdout.write(f"{kind}: webhook answered {answer.status_code} {answer.text}")
+                self.stdout.write(
+                    f"{kind}: webhook answered {answer.status_code} {answer.text}"
+                    + (_paid_by(options["subscription"]) if kind == "invoice.paid" else "")
+                )
             else:
                 session_id = options["session"] or self._new_session(options)
                 action = standin.EVENT_ACTIONS[kind]
@@ -71,7 +74,7 @@ class Command(BaseCommand):
                     + (
                         f", payment intent {checkout.stripe_payment_intent_id}"
                         if checkout.stripe_payment_intent_id
-                        else ""
+                        else _paid_by(checkout.stripe_subscription_id)
                     )
                 )
         except BillingError as error:
@@ -115,3 +118,18 @@ class Command(BaseCommand):
             slugs = ", ".join(CreditPack.objects.values_list("slug", flat=True))
             raise CommandError(f"No pack {slug!r}; packs are: {slugs}.")
         return services.start_checkout(user, pack).stripe_session_id
+
+
+def _paid_by(subscription_id: str) -> str:
+    """Name the latest invoice of a stand-in subscription and the intent a refund would name."""
+    invoice = (
+        SubscriptionInvoice.objects.filter(stripe_subscription_id=subscription_id)
+        .order_by("-created_at")
+        .first()
+        if subscription_id
+        else None
+    )
+    if invoice is None:
+        return ""
+    intent = standin.invoice_payment_intent(invoice.stripe_invoice_id)
+    return f"; invoice {invoice.stripe_invoice_id} paid by payment intent {intent}"
