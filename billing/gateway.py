@@ -54,6 +54,8 @@ class Gateway(Protocol):
         """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
         ...
 
+    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]: ...
+
 
 def payments_configured() -> bool:
     """Return whether buying can work: Stripe keys are set or the stand-in is on."""
@@ -180,6 +182,16 @@ class StripeGateway:
                 params={"customer": customer_id, "return_url": return_url}
             )
         return portal.url
+
+    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]:
+        params: Any = {
+            "created": {"gte": int(created_since.timestamp())},
+            "status": "paid",
+            "limit": 100,
+        }
+        with _translated_errors():
+            for invoice in self.client.v1.invoices.list(params=params).auto_paging_iter():
+                yield invoice.to_dict()
 
     def invoice_paid_by(self, payment_intent: str) -> str:
         # Since API version 2025-03-31 an invoice names its PaymentIntent only in `payments`,

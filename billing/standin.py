@@ -121,6 +121,14 @@ class StandinGateway:
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         raise GatewayError("The customer portal is Stripe's own page; the stand-in has none.")
 
+    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]:
+        # The stand-in keeps no invoices of its own: the ones it sent are its answer.
+        events = StripeEvent.objects.filter(
+            type="invoice.paid", livemode=False, received_at__gte=created_since
+        ).only("payload")
+        for event in events.iterator():
+            yield event.payload["data"]["object"]
+
     def invoice_paid_by(self, payment_intent: str) -> str:
         if not payment_intent.startswith(INTENT_PREFIX):
             return ""

@@ -10,7 +10,7 @@ Stripe for pages and eligibility; an older event never overwrites a newer one.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -178,6 +178,23 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
 
     after_grant(user_id, result.status)
     return result.status
+
+
+def reconcile_invoices(*, lookback: timedelta) -> dict[str, int]:
+    """Record recent paid invoices whose ``invoice.paid`` never arrived; return counts.
+
+    The same path as the webhook, so a renewal granted here is granted once whatever arrives
+    later. An invoice we already hold a row for (granted, recorded or in review) is ``known``.
+    """
+    counts: dict[str, int] = {}
+    since = timezone.now() - lookback
+    for invoice in get_gateway().list_paid_invoices(created_since=since):
+        known = SubscriptionInvoice.objects.filter(stripe_invoice_id=invoice.get("id")).exists()
+        outcome = "known" if known else record_invoice_paid(invoice, event_id="reconcile")
+        counts[outcome] = counts.get(outcome, 0) + 1
+    if counts.get("granted"):
+        logger.warning("reconciliation granted %s missed invoice(s)", counts["granted"])
+    return counts
 
 
 def sync_subscription(subscription: dict, *, event_created: int) -> str:

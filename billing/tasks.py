@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from billing import services
+from billing import services, subscriptions
 from billing.exceptions import PaymentsNotConfigured
 
 
@@ -14,6 +14,17 @@ def reconcile_checkouts() -> dict[str, int]:
     """Fulfil recent paid Checkout Sessions whose webhook never arrived (a beat task)."""
     try:
         return services.reconcile_checkouts(
+            lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
+        )
+    except PaymentsNotConfigured:
+        return {}
+
+
+@shared_task
+def reconcile_invoices() -> dict[str, int]:
+    """Grant recent paid subscription invoices whose webhook never arrived (a beat task)."""
+    try:
+        return subscriptions.reconcile_invoices(
             lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
         )
     except PaymentsNotConfigured:

@@ -369,6 +369,10 @@ CELERY_BEAT_SCHEDULE["billing-reconcile-checkouts"] = {
     "task": "billing.tasks.reconcile_checkouts",
     "schedule": 15 * 60.0,
 }
+CELERY_BEAT_SCHEDULE["billing-reconcile-invoices"] = {
+    "task": "billing.tasks.reconcile_invoices",
+    "schedule": 15 * 60.0,
+}
 
 # Generation and providers: generation/ and docs/make-it-yours.md.
 # The local provider (a BabySea stand-in, generation/local_provider/) is a development switch.

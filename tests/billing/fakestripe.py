@@ -62,6 +62,7 @@ class FakeStripe(stripe.HTTPClient):
         self.sessions: dict[str, dict] = {}
         self.line_items: dict[str, list[dict]] = {}
         self.idempotent: dict[str, tuple[dict, tuple[str, int, dict]]] = {}
+        self.invoices: dict[str, dict] = {}
         self.invoice_payments: list[dict] = []
         self.fail_with: int | None = None
 
@@ -109,6 +110,12 @@ class FakeStripe(stripe.HTTPClient):
             "url": f"/v1/checkout/sessions/{session_id}/line_items",
         }
         return session
+
+    def add_invoice(self, invoice: dict, *, created: int | None = None) -> dict:
+        """Hold an invoice as Stripe would list it (``created`` defaults to now)."""
+        stored = {**json.loads(json.dumps(invoice)), "created": created or int(time.time())}
+        self.invoices[stored["id"]] = stored
+        return stored
 
     def pay_invoice(self, invoice_id: str, payment_intent: str) -> dict:
         """Record that ``payment_intent`` paid the invoice, as an InvoicePayment."""
@@ -201,6 +208,15 @@ class FakeStripe(stripe.HTTPClient):
             if "line_items" in params.get("expand", []):
                 return self._ok(self.session_with_items(session_id))
             return self._ok(self.sessions[session_id])
+        if method == "get" and path == "/v1/invoices":
+            since = int(params.get("created", {}).get("gte", 0))
+            found = [
+                i
+                for i in self.invoices.values()
+                if i["created"] >= since
+                and (not params.get("status") or i["status"] == params["status"])
+            ]
+            return self._ok({"object": "list", "data": found, "has_more": False})
         if method == "get" and path == "/v1/invoice_payments":
             wanted = params.get("payment", {}).get("payment_intent")
             found = [

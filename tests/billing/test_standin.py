@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def standin_pack(pack_factory, standin_settings):
-    return pack_factory(credits=250, price_amount=2500, slug="builder")
+    return pack_factory(credits=250, price_amount=2500, slug="standin-builder")
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_command_sends_a_signed_event_that_grants_once(live_server, alice, stand
         "stripe_send_event",
         "checkout.session.completed",
         email=alice.email,
-        pack="builder",
+        pack="standin-builder",
         url=url,
     )
     checkout = CheckoutSession.objects.get(user=alice)
@@ -115,7 +115,10 @@ def test_standin_page_and_command_are_refused_when_the_switch_is_off(
     pay = alice_client.post(f"/billing/standin/{checkout.stripe_session_id}/", {"action": "pay"})
     with pytest.raises(CommandError, match="stand-in is off"):
         call_command(
-            "stripe_send_event", "checkout.session.completed", email=alice.email, pack="builder"
+            "stripe_send_event",
+            "checkout.session.completed",
+            email=alice.email,
+            pack="standin-builder",
         )
 
     assert (page.status_code, pay.status_code) == (404, 404)
@@ -145,6 +148,7 @@ def test_standin_subscription_journey_with_the_command(
 ):
     from billing import standin
     from billing.models import Plan, Subscription, SubscriptionInvoice
+    from billing.tasks import reconcile_invoices
 
     plan = Plan.objects.create(
         name="Stand-in monthly",
@@ -178,6 +182,8 @@ def test_standin_subscription_journey_with_the_command(
     assert ledger_selectors.balance(alice.pk).available == 580 - 145
     renewal.refresh_from_db()
     assert renewal.stripe_payment_intent_id == intent
+    # Reconciliation in stand-in mode lists the invoices the stand-in sent: nothing missed.
+    assert reconcile_invoices() == {"known": 2}
     call_command("stripe_send_event", "customer.subscription.deleted", subscription=sub_id, url=url)
 
     subscription.refresh_from_db()

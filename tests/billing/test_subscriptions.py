@@ -333,6 +333,42 @@ def test_stripe_down_while_matching_a_refund_answers_500_and_the_retry_claws_bac
     assert ReviewItem.objects.filter(reason="refund", user=alice).count() == 1
 
 
+def test_reconciliation_grants_a_renewal_whose_webhook_never_came_once(
+    post_event, alice, subscribe, plan, fake_stripe
+):
+    from billing.tasks import reconcile_invoices
+
+    checkout, sub_id = subscribe(alice)
+    first = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
+    )
+    fake_stripe.add_invoice(first)
+    send(post_event, "invoice.paid", first)
+    renewal = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+    )
+    fake_stripe.add_invoice(renewal)
+    fake_stripe.add_invoice(
+        invoice_object(
+            sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+        ),
+        created=int(time.time()) - 4 * 86400,
+    )
+
+    assert reconcile_invoices() == {"known": 1, "granted": 1}
+    assert reconcile_invoices() == {"known": 2}
+    # The webhook that finally arrives finds the grant already made (the balance below).
+    send(post_event, "invoice.paid", renewal)
+
+    (listing, *_) = fake_stripe.calls_to("GET", "/v1/invoices")
+    assert listing.params["status"] == "paid"
+    assert int(listing.params["created"]["gte"]) <= time.time() - 71 * 3600
+    assert available(alice) == 290 + 290 + 290
+    row = SubscriptionInvoice.objects.get(stripe_invoice_id=renewal["id"])
+    assert row.status == "granted" and row.user == alice
+    assert_ledger_healthy(alice)
+
+
 def test_portal_button_opens_stripe_and_the_stand_in_explains(
     alice, alice_client, subscribe, fake_stripe, settings
 ):
