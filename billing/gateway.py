@@ -1,8 +1,8 @@
 """The seam between billing and Stripe: the real StripeClient, or the local stand-in.
 
-Services ask ``get_gateway()`` for customers, prices and Checkout Sessions and get plain dicts
-shaped like Stripe's objects (a retrieved session carries ``line_items`` expanded), so
-``fulfil_checkout`` runs the same code whichever answers.
+Services ask ``get_gateway()`` for customers, prices, Checkout Sessions and invoices and get
+plain dicts shaped like Stripe's objects (a retrieved session carries ``line_items`` expanded),
+so ``fulfil_checkout`` runs the same code whichever answers.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ class Gateway(Protocol):
 
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
+    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]: ...
+
     def invoice_paid_by(self, payment_intent: str) -> str:
         """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
         ...
-
-    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]: ...
 
 
 def payments_configured() -> bool:
