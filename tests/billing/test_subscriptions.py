@@ -240,15 +240,26 @@ def test_stale_pack_session_after_the_subscription_lapsed_goes_to_review(
         services.start_checkout(alice, pack)
 
 
+@pytest.fixture
+def first_invoice_paid_by(post_event, alice, subscribe, plan, fake_stripe):
+    """Subscribe alice; her first invoice.paid is delivered, paid by an intent it does not name."""
+
+    def run(intent: str) -> dict:
+        checkout, sub_id = subscribe(alice, first_invoice=False)
+        invoice = invoice_object(
+            sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
+        )
+        send(post_event, "invoice.paid", invoice)
+        fake_stripe.pay_invoice(invoice["id"], intent)
+        return invoice
+
+    return run
+
+
 def test_refund_of_a_subscription_invoice_claws_back_its_credits(
-    post_event, alice, subscribe, plan, fake_stripe
+    post_event, alice, first_invoice_paid_by, fake_stripe
 ):
-    checkout, sub_id = subscribe(alice, first_invoice=False)
-    invoice = invoice_object(
-        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
-    )
-    send(post_event, "invoice.paid", invoice)
-    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_1")
+    invoice = first_invoice_paid_by("pi_invoice_1")
 
     send(post_event, "charge.refunded", charge_object("pi_invoice_1", refunded=1450, amount=2900))
 
@@ -269,14 +280,9 @@ def test_refund_of_a_subscription_invoice_claws_back_its_credits(
 
 
 def test_redelivered_invoice_keeps_the_intent_a_refund_learned(
-    post_event, alice, subscribe, plan, fake_stripe
+    post_event, alice, first_invoice_paid_by, fake_stripe
 ):
-    checkout, sub_id = subscribe(alice, first_invoice=False)
-    invoice = invoice_object(
-        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
-    )
-    send(post_event, "invoice.paid", invoice)
-    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_2")
+    invoice = first_invoice_paid_by("pi_invoice_2")
     send(post_event, "charge.refunded", charge_object("pi_invoice_2", refunded=290, amount=2900))
 
     send(post_event, "invoice.paid", invoice)
@@ -289,14 +295,9 @@ def test_redelivered_invoice_keeps_the_intent_a_refund_learned(
 
 
 def test_dispute_of_a_subscription_payment_finds_its_invoice(
-    post_event, alice, subscribe, plan, fake_stripe
+    post_event, alice, first_invoice_paid_by, fake_stripe
 ):
-    checkout, sub_id = subscribe(alice, first_invoice=False)
-    invoice = invoice_object(
-        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
-    )
-    send(post_event, "invoice.paid", invoice)
-    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_3")
+    first_invoice_paid_by("pi_invoice_3")
 
     send(
         post_event,
@@ -309,14 +310,9 @@ def test_dispute_of_a_subscription_payment_finds_its_invoice(
 
 
 def test_stripe_down_while_matching_a_refund_answers_500_and_the_retry_claws_back_once(
-    post_event, alice, subscribe, plan, fake_stripe
+    post_event, alice, first_invoice_paid_by, fake_stripe
 ):
-    checkout, sub_id = subscribe(alice, first_invoice=False)
-    invoice = invoice_object(
-        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_create"
-    )
-    send(post_event, "invoice.paid", invoice)
-    fake_stripe.pay_invoice(invoice["id"], "pi_invoice_4")
+    first_invoice_paid_by("pi_invoice_4")
     refund = make_event(
         "charge.refunded", charge_object("pi_invoice_4", refunded=2900, amount=2900)
     )
