@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.gateway import current_mode
 from billing.models import CheckoutSession, CreditPack, Plan, Subscription
-from ledger import selectors as ledger_selectors
+from ledger import api as ledger
 
 CHART_WIDTH = 640
 CHART_HEIGHT = 180
@@ -79,19 +79,19 @@ def purchase_for_user(user: Any, *, stripe_session_id: str = "", pk: Any = None)
 
 def balance(user: Any) -> Any:
     """Return the user's available and held credits."""
-    return ledger_selectors.balance(user.pk)
+    return ledger.balance(user.pk)
 
 
 def journal_page(user: Any, *, before: int | None, limit: int = 25) -> Any:
     """Return one page of the user's own ledger entries, newest first."""
-    return ledger_selectors.journal_page(user.pk, before=before, limit=limit)
+    return ledger.journal_page(user.pk, before=before, limit=limit)
 
 
 def journal_rows(user: Any) -> Iterator[Any]:
     """Yield all of the user's entries newest first, one short read transaction per page."""
     before = None
     while True:
-        page = ledger_selectors.journal_page(user.pk, before=before, limit=200)
+        page = ledger.journal_page(user.pk, before=before, limit=200)
         yield from page.entries
         if page.next_before is None:
             return
@@ -103,7 +103,7 @@ def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
     end = timezone.localdate()
     start = end - timedelta(days=days - 1)
     since = timezone.make_aware(datetime.combine(start, datetime.min.time()))
-    history = ledger_selectors.balance_history(user.pk, since=since)
+    history = ledger.balance_history(user.pk, since=since)
     if not history.days and history.opening is None:
         return None
     closing = dict(history.days)

@@ -30,7 +30,7 @@ from billing.gateway import current_mode, payments_configured
 from billing.models import CheckoutSession
 from config import ratelimit
 from config.ops import ops_alert
-from ledger.exceptions import LedgerError
+from ledger.api import LedgerError
 
 logger = logging.getLogger(__name__)
 

@@ -71,17 +71,17 @@ def outputs(generation: Generation) -> list:
 
 def ledger_lines(generation: Generation) -> list[LedgerLine]:
     """Return the journal entries of this generation's hold, oldest first."""
-    from ledger import selectors as ledger_selectors
+    from ledger import api as ledger
 
     holds = [
         hold
-        for hold in ledger_selectors.holds_for_account(generation.user_id, limit=200)
+        for hold in ledger.holds_for_account(generation.user_id, limit=200)
         if hold.reference == generation.hold_reference
     ]
     if not holds:
         return []
     hold_id = holds[0].hold_id
-    page = ledger_selectors.journal_page(generation.user_id, limit=200)
+    page = ledger.journal_page(generation.user_id, limit=200)
     return [
         LedgerLine(e.kind, e.amount, e.available_after, e.held_after, e.created_at)
         for e in reversed(page.entries)

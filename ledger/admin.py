@@ -248,7 +248,7 @@ class AccountAdmin(StaffReadOnlyAdmin):
 
     def health_view(self, request: HttpRequest) -> HttpResponse:
         """Show ledger_check() violations and the ledger totals."""
-        violations, totals = selectors.health()
+        violations, totals = api.check(), selectors.totals()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

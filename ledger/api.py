@@ -9,22 +9,30 @@ never session-level settings, so a pooled connection cannot leak them.
 
 from __future__ import annotations
 
-import logging
-import random
-import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import transaction
 
+from ledger.database import MAX_AMOUNT, reading_as_staff, reading_as_user
+from ledger.database import call as _call
+from ledger.database import require_amount as _require_amount
+from ledger.database import require_text as _require_text
+from ledger.database import require_ttl as _require_ttl
+from ledger.database import require_uuid as _require_uuid
 from ledger.exceptions import LedgerError, LedgerInputError
 from ledger.models import EntryKind, HoldStatus, LateStatus
+from ledger.selectors import (
+    Balance,
+    BalanceHistory,
+    JournalPage,
+    balance,
+    balance_history,
+    holds_for_account,
+    journal_page,
+)
 
 __all__ = [
     "ADJUST_STATUSES",
@@ -38,11 +46,13 @@ __all__ = [
     "RELEASE_STATUSES",
     "AdjustResult",
     "Balance",
+    "BalanceHistory",
     "CaptureResult",
     "ClawbackResult",
     "ExtendResult",
     "GrantResult",
     "HoldResult",
+    "JournalPage",
     "LedgerError",
     "LedgerInputError",
     "ReleaseResult",
@@ -50,6 +60,7 @@ __all__ = [
     "adjust",
     "audit",
     "balance",
+    "balance_history",
     "capture",
     "check",
     "clawback",
@@ -58,10 +69,12 @@ __all__ = [
     "grant",
     "hold",
     "hold_status",
+    "holds_for_account",
+    "journal_page",
+    "reading_as_staff",
+    "reading_as_user",
     "release",
 ]
-
-logger = logging.getLogger("ledger")
 
 GRANT_STATUSES = ("granted", "duplicate", "conflict")
 HOLD_STATUSES = ("held", "insufficient", "duplicate", "conflict")
@@ -73,15 +86,6 @@ CLAWBACK_STATUSES = ("clawed_back", "partial", "duplicate", "conflict")
 HOLD_LIFECYCLE = tuple(HoldStatus.values)
 LATE_STATUSES = tuple(LateStatus.values)
 ENTRY_KINDS = tuple(EntryKind.values)
-
-MAX_AMOUNT = 1_000_000_000_000
-MAX_KEY_LENGTH = 200
-MAX_TTL = timedelta(days=30)
-MAX_ATTEMPTS = 6
-# serialization_failure, deadlock_detected, lock_not_available (lock_timeout)
-RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-INVALID_INPUT_SQLSTATES = frozenset({"22023", "22P02", "22003"})
-_ROLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 
 @dataclass(frozen=True)
@@ -130,12 +134,6 @@ class ClawbackResult:
     status: str
     taken: int
     shortfall: int
-
-
-@dataclass(frozen=True)
-class Balance:
-    available: int
-    held: int
 
 
 @dataclass(frozen=True)
@@ -268,17 +266,6 @@ def clawback(
     return ClawbackResult(row[0], row[1] or 0, row[2] or 0)
 
 
-def balance(account_id: UUID) -> Balance:
-    """Return the account's available and held credits (0/0 for an account never granted)."""
-    _require_uuid(account_id)
-    with reading_as_user(account_id) as cursor:
-        cursor.execute(
-            "SELECT available, held FROM ledger_account WHERE account_id = %s", [account_id]
-        )
-        row = cursor.fetchone()
-    return Balance(*row) if row else Balance(0, 0)
-
-
 def request_balance(request) -> Balance:
     """Return the signed-in user's balance, read once per request.
 
@@ -314,124 +301,6 @@ def audit() -> list[Violation]:
 def low_balance_threshold() -> int:
     """Return the available balance below which a user gets one low-balance notice per descent."""
     return int(getattr(settings, "LEDGER_LOW_BALANCE_THRESHOLD", 100))
-
-
-def role_name(kind: str) -> str:
-    """Return ``<prefix>_<kind>`` for this database, refusing a prefix that is not a plain name."""
-    prefix = settings.DATABASE_ROLE_PREFIX
-    if not _ROLE_PREFIX.match(prefix):
-        raise LedgerError(f"DATABASE_ROLE_PREFIX {prefix!r} is not a plain lower-case identifier")
-    return f"{prefix}_{kind}"
-
-
-@contextmanager
-def reading_as_user(account_id: UUID) -> Iterator[Any]:
-    """Yield a cursor that sees only ``account_id``'s ledger rows (user reader role + RLS)."""
-    with _reading_as(role_name("user_reader"), str(account_id)) as cursor:
-        yield cursor
-
-
-@contextmanager
-def reading_as_staff() -> Iterator[Any]:
-    """Yield a cursor that sees every ledger row (staff reader role), read-only."""
-    with _reading_as(role_name("staff_reader"), "") as cursor:
-        yield cursor
-
-
-@contextmanager
-def _reading_as(role: str, account: str) -> Iterator[Any]:
-    # SET LOCAL lasts until the end of the transaction; inside an outer atomic block the
-    # savepoint is rolled back at the end so the role never outlives this block.
-    connection = connections["default"]
-    nested = connection.in_atomic_block
-    with transaction.atomic(using="default"), connection.cursor() as cursor:
-        cursor.execute(f'SET LOCAL ROLE "{role}"')
-        cursor.execute("SELECT set_config('app.account_id', %s, true)", [account])
-        yield cursor
-        if nested:
-            transaction.set_rollback(True, using="default")
-
-
-def _call(sql: str, params: list, *, fetch: str = "one") -> Any:
-    """Run one ledger function call in autocommit; retry transient conflicts, same arguments."""
-    connection = connections["default"]
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        in_transaction = connection.in_atomic_block
-        if in_transaction:
-            _refuse_if_holding_locks(connection)
-        try:
-            if in_transaction:
-                # No retry inside a caller's transaction: its snapshot and locks are not ours.
-                with transaction.atomic(using="default"), connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    return cursor.fetchone() if fetch == "one" else cursor.fetchall()
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone() if fetch == "one" else cursor.fetchall()
-        except DatabaseError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            if sqlstate in INVALID_INPUT_SQLSTATES:
-                raise LedgerInputError(str(exc.__cause__ or exc).splitlines()[0]) from exc
-            retryable = sqlstate in RETRY_SQLSTATES or _connection_lost(connection, exc)
-            if in_transaction or not retryable:
-                raise
-            if attempt == MAX_ATTEMPTS:
-                raise LedgerError(f"ledger call failed after {attempt} attempts: {exc}") from exc
-            if sqlstate not in RETRY_SQLSTATES:
-                # The server dropped the connection (restart, terminated backend): reconnect and
-                # repeat; the call is idempotent, so a commit we never heard of answers duplicate.
-                connection.close()
-            logger.warning("ledger call retried", extra={"sqlstate": sqlstate, "attempt": attempt})
-            time.sleep(random.uniform(0, 0.02 * 2**attempt))
-    raise AssertionError("unreachable")
-
-
-def _connection_lost(connection: Any, exc: DatabaseError) -> bool:
-    raw = connection.connection
-    return (
-        raw is None
-        or bool(getattr(raw, "closed", False))
-        or getattr(exc.__cause__, "sqlstate", None)
-        in {
-            "57P01",
-            "57P02",
-            "57P03",
-            "08006",
-            "08003",
-        }
-    )
-
-
-def _refuse_if_holding_locks(connection: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
-        (holding,) = cursor.fetchone()
-    if holding:
-        raise LedgerError(
-            "ledger calls must not run inside a transaction that already wrote or locked rows: "
-            "a balance row lock would be held until that transaction commits. Call it outside "
-            "transaction.atomic() (or before the first write)."
-        )
-
-
-def _require_uuid(value: object) -> None:
-    if not isinstance(value, UUID):
-        raise LedgerInputError(f"account_id must be a UUID, got {value!r}")
-
-
-def _require_amount(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
-        raise LedgerInputError(f"amount must be an int in 1..{MAX_AMOUNT}, got {value!r}")
-
-
-def _require_text(name: str, value: object, *, limit: int = MAX_KEY_LENGTH) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise LedgerInputError(f"{name} must be 1..{limit} characters and not blank, got {value!r}")
-
-
-def _require_ttl(value: object) -> None:
-    if not isinstance(value, timedelta) or not timedelta(seconds=1) <= value <= MAX_TTL:
-        raise LedgerInputError(f"ttl must be a timedelta of 1 second..30 days, got {value!r}")
 
 
 def _queue_low_balance_notice(account_id: UUID) -> None:

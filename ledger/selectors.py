@@ -9,21 +9,38 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from ledger.api import Violation, balance, check, reading_as_staff, reading_as_user
+from ledger.database import reading_as_staff, reading_as_user, require_uuid
 from ledger.models import Entry, EntryKind, Hold
 
-# ``balance`` is re-exported so pages import every ledger read from this module.
+# Other apps read these through ``ledger.api``, which re-exports them.
 __all__ = [
+    "Balance",
     "BalanceHistory",
     "JournalPage",
     "Totals",
     "balance",
     "balance_history",
-    "health",
     "holds_for_account",
     "journal_page",
     "totals",
 ]
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    held: int
+
+
+def balance(account_id: UUID) -> Balance:
+    """Return the account's available and held credits (0/0 for an account never granted)."""
+    require_uuid(account_id)
+    with reading_as_user(account_id) as cursor:
+        cursor.execute(
+            "SELECT available, held FROM ledger_account WHERE account_id = %s", [account_id]
+        )
+        row = cursor.fetchone()
+    return Balance(*row) if row else Balance(0, 0)
 
 
 @dataclass(frozen=True)
@@ -92,11 +109,6 @@ def totals() -> Totals:
             """
         )
         return Totals(*cursor.fetchone())
-
-
-def health() -> tuple[list[Violation], Totals]:
-    """Return ledger_check() violations and the totals, for the health panel."""
-    return check(), totals()
 
 
 @dataclass(frozen=True)
