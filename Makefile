@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
 	@echo "make test           run the test suite (PYTEST_ARGS='tests/ledger -x' to narrow it)"
-	@echo "make lint           ruff check and ruff format --check"
+	@echo "make lint           ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
 
 # Rebuilt only when uv.lock changes. uv comes from PATH, else from a small tools venv, else from
@@ -58,6 +58,7 @@ test: $(SYNCED) browser-deps
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 compose-check: $(SYNCED)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
