@@ -44,10 +44,10 @@ from support import prepare_database  # noqa: E402
 from config.devstack.processes import free_ports  # noqa: E402
 from config.devstack.servers import (  # noqa: E402
     SHARED_DIR,
-    _as_user,
-    _initdb,
-    _postgres_install,
-    _server_user,
+    as_user,
+    initdb,
+    postgres_install,
+    server_user,
 )
 
 # bench/ledger.py, loaded under another name: `ledger` is also the Django app.
@@ -78,15 +78,15 @@ class Server:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.user = _server_user()
+        self.user = server_user()
         if self.user is not None:  # PostgreSQL refuses to run as root
             os.chown(work, self.user.pw_uid, self.user.pw_gid)
-        self.install = _postgres_install(self.user)
+        self.install = postgres_install(self.user)
         self.data = work / "pg"
         self.port = free_ports(1)[0]
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.process: subprocess.Popen | None = None
-        _initdb(self.install, self.data, self.user, work / "initdb.log")
+        initdb(self.install, self.data, self.user, work / "initdb.log")
 
     def start(self, *, callgrind: bool) -> None:
         argv = [str(self.install / "bin" / "postgres"), "-D", str(self.data)]
@@ -99,7 +99,7 @@ class Server:
             argv = valgrind + argv
         with open(self.work / "server.log", "ab") as log:
             self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, **_as_user(self.user)
+                argv, stdout=log, stderr=subprocess.STDOUT, **as_user(self.user)
             )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

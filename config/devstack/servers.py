@@ -121,7 +121,7 @@ class Service:
             self.after_stop()
 
 
-def _server_user() -> pwd.struct_passwd | None:
+def server_user() -> pwd.struct_passwd | None:
     """Return the account PostgreSQL runs as when we are root (it refuses root), else None."""
     return pwd.getpwnam("nobody") if os.geteuid() == 0 else None
 
@@ -147,14 +147,15 @@ def _check_shared_dir(path: Path) -> None:
         raise SetupError(f"{path} is not owned by root or is writable by others: remove it")
 
 
-def _as_user(user: pwd.struct_passwd | None) -> dict:
+def as_user(user: pwd.struct_passwd | None) -> dict:
+    """Return the subprocess arguments that run a server as ``user`` with a clean environment."""
     kwargs: dict = {"env": dict(_SERVER_ENV), "cwd": "/"}
     if user is not None:
         kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
     return kwargs
 
 
-def _postgres_install(user: pwd.struct_passwd | None) -> Path:
+def postgres_install(user: pwd.struct_passwd | None) -> Path:
     """Return the wheel's ``pginstall``, copied once where ``user`` can reach it if need be.
 
     The wheel's own Python wrapper is not used: as root it adds a system user and opens up
@@ -207,7 +208,7 @@ def remove_relocated_data(state: Path) -> None:
     shutil.rmtree(_relocated_data_parent(state), ignore_errors=True)
 
 
-def _initdb(install: Path, data: Path, user: pwd.struct_passwd | None, log: Path) -> None:
+def initdb(install: Path, data: Path, user: pwd.struct_passwd | None, log: Path) -> None:
     """Create a cluster in a staging directory, renamed into place only once it is complete."""
     staging = data.with_name(data.name + ".initdb")
     shutil.rmtree(staging, ignore_errors=True)
@@ -217,7 +218,7 @@ def _initdb(install: Path, data: Path, user: pwd.struct_passwd | None, log: Path
     argv = [str(install / "bin" / "initdb"), "-D", str(staging), "-U", "postgres"]
     argv += ["--auth=trust", "-E", "UTF8", "--no-locale", "--no-instructions"]
     with open(log, "ab") as out:
-        kwargs = _as_user(user)
+        kwargs = as_user(user)
         done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs)  # noqa: S603
     if done.returncode != 0:
         raise ServiceError("postgres", log, f"initdb exited with code {done.returncode}")
@@ -227,14 +228,14 @@ def _initdb(install: Path, data: Path, user: pwd.struct_passwd | None, log: Path
 def postgres(state: Path, *, test: bool, spawn: Spawn) -> Service:
     """Start PostgreSQL on 127.0.0.1 (durable: fsync and synchronous_commit stay on)."""
     began = time.monotonic()
-    user = _server_user()
-    install = _postgres_install(user)
+    user = server_user()
+    install = postgres_install(user)
     data = _postgres_data(state, user)
     log = state / "logs" / "postgres.log"
     log.parent.mkdir(exist_ok=True)
     note = ""
     if not (data / "PG_VERSION").exists():
-        _initdb(install, data, user, log)
+        initdb(install, data, user, log)
         note = "new cluster"
     port = choose_port("postgres", None if test else PREFERRED_PORTS["postgres"])
     argv = [str(install / "bin" / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port)]
@@ -243,7 +244,7 @@ def postgres(state: Path, *, test: bool, spawn: Spawn) -> Service:
         argv += ["-c", setting]
     argv += ["-c", "synchronous_commit=on"]
     # SIGINT is PostgreSQL's fast shutdown, also sent by the kernel if the launcher dies.
-    process = spawn("postgres", argv, signal.SIGINT, **_as_user(user))
+    process = spawn("postgres", argv, signal.SIGINT, **as_user(user))
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def check() -> bool:
