@@ -250,10 +250,10 @@ def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
 @transaction.non_atomic_requests
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Receive a Stripe event: 1 MiB cap, signature on the raw bytes, then store and process."""
-    limited = ratelimit.limit_webhook(request, "stripe")
-    if limited is not None:
-        return limited
+    """Receive a Stripe event: 1 MiB cap, signature on the raw bytes, then store and process.
+
+    Only deliveries whose signature fails count toward the sender's rate limit.
+    """
     declared = _int_or_none(request.META.get("CONTENT_LENGTH"))
     if declared is not None and declared > WEBHOOK_MAX_BYTES:
         return JsonResponse({"status": "too_large"}, status=413)
@@ -261,6 +261,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     if len(payload) > WEBHOOK_MAX_BYTES:
         return JsonResponse({"status": "too_large"}, status=413)
     answer = webhooks.receive(payload, request.headers.get("Stripe-Signature"))
+    if answer.word == "bad_signature":
+        limited = ratelimit.limit_failed_signature(request, "stripe")
+        if limited is not None:
+            return limited
     return JsonResponse({"status": answer.word}, status=answer.status)
 
 

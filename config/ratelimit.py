@@ -1,23 +1,25 @@
-"""A fixed-window rate limiter on the Redis-backed cache, shared by every limited endpoint.
+"""A fixed-window rate limiter on the cache, and the client address every limit counts by.
 
 One counter per (scope, identity, window) lives in the cache with a TTL a little longer than the
-window. Counting fails open: when Redis is unreachable or was just wiped, the request goes
-through and a warning is logged, because a broker outage must not turn into refused payments
-or lost webhooks (the ledger keys and signatures are the real guards; the limit only sheds load).
+window. The cache fails open (config/cache.py): when Redis is unreachable every request goes
+through, because an outage must not turn into refused payments or lost webhooks (the ledger keys
+and signatures are the real guards; the limit only sheds load).
+
+Behind proxies, ``client_ip`` reads X-Forwarded-For only as far as the proxies the deployment
+trusts (``TRUSTED_PROXY_CIDRS`` or ``TRUSTED_PROXY_COUNT``); allauth's limits use it too
+(accounts/adapters.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
+import ipaddress
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,29 +43,61 @@ def hit(scope: str, identity: object, *, limit: int, window: int) -> Verdict:
         return Verdict(True, 0, limit, retry_after)
     digest = hashlib.sha256(str(identity).encode()).hexdigest()[:32]
     key = f"rl:{scope}:{digest}:{int(now // window)}"
+    cache.add(key, 0, timeout=window + 5)
     try:
+        count = cache.incr(key)
+    except ValueError:
+        # The key vanished between add and incr (expiry or a FLUSHALL): start again.
         cache.add(key, 0, timeout=window + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # The key vanished between add and incr (expiry or a FLUSHALL): start again.
-            cache.add(key, 0, timeout=window + 5)
-            count = cache.incr(key)
-    except Exception as error:  # any cache failure fails open, logged
-        logger.warning("rate limiter unavailable for %s, allowing: %s", scope, type(error).__name__)
-        return Verdict(True, 0, limit, retry_after)
+        count = cache.incr(key)
     return Verdict(count <= limit, count, limit, retry_after)
 
 
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str:
-    """Return the address the request came from (the proxy sets REMOTE_ADDR via gunicorn)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """Return the client's address, reading X-Forwarded-For only through trusted proxies.
+
+    With ``TRUSTED_PROXY_CIDRS`` the chain (X-Forwarded-For, then REMOTE_ADDR) is walked from
+    the right past every address inside those networks; with ``TRUSTED_PROXY_COUNT`` = n the
+    n-th entry from the right of X-Forwarded-For is taken (what the outermost trusted proxy
+    saw). A header that is shorter than that or holds a non-address falls back to REMOTE_ADDR,
+    which a client cannot forge.
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    forwarded = [hop for hop in forwarded if hop]
+    networks = settings.TRUSTED_PROXY_NETWORKS
+    if networks:
+        chain = [*forwarded, remote]
+        for hop in reversed(chain):
+            address = _address(hop)
+            if address is None:
+                return remote
+            if not any(address in network for network in networks):
+                return str(address)
+        return str(_address(chain[0]))
+    count = settings.TRUSTED_PROXY_COUNT
+    if count and len(forwarded) >= count:
+        address = _address(forwarded[-count])
+        if address is not None:
+            return str(address)
+    return remote
 
 
-def limit_webhook(request: HttpRequest, scope: str) -> JsonResponse | None:
-    """Return a 429 for a sender past the webhook limit (senders retry), else None."""
+def limit_failed_signature(request: HttpRequest, scope: str) -> JsonResponse | None:
+    """Count a delivery whose signature failed; return a 429 once its sender is past the limit.
+
+    Called only after verification failed, so a genuine sender is never slowed by junk from
+    elsewhere: signed deliveries are not counted at all.
+    """
     verdict = hit(
-        f"webhook:{scope}",
+        f"webhook-bad-signature:{scope}",
         client_ip(request),
         limit=settings.WEBHOOK_RATE_LIMIT_COUNT,
         window=settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS,

@@ -5,6 +5,7 @@ development switches; production sets ``DJANGO_ENV=production`` and the system c
 ``config.checks`` refuse anything that only belongs on a laptop.
 """
 
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -137,11 +138,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery's broker (db 0) and the cache behind rate limits (db 1).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The cache holds only what may be lost (rate-limit counters, short throttles), so it fails
+# open (config/cache.py); short socket timeouts keep an unreachable Redis from stalling requests.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.FailOpenRedisCache",
         "LOCATION": env_str("CACHE_URL", REDIS_URL.rsplit("/", 1)[0] + "/1"),
         "KEY_PREFIX": DATABASE_ROLE_PREFIX,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0},
     }
 }
 
@@ -184,6 +188,8 @@ if EMAIL_HOST:
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Seconds; mail is sent inside requests and tasks, so a hung server must not hold them.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Genmedia <noreply@localhost>")
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 ADMINS = [("Operators", address) for address in env_list("DJANGO_ADMINS", [])]
@@ -266,7 +272,7 @@ SESSION_COOKIE_HTTPONLY = True
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365, minimum=0)
@@ -274,13 +280,24 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 
 # Rate limits (config/ratelimit.py; counted in the Redis cache, 0 turns one off). Sign-in uses
-# allauth's own limits. Webhooks are counted per source address before verification.
+# allauth's own limits. Webhooks count only deliveries whose signature failed, per address.
 BILLING_BUY_RATE_LIMIT_COUNT = env_int("BILLING_BUY_RATE_LIMIT_COUNT", 10, minimum=0)
 BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS = env_int(
     "BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1
 )
 WEBHOOK_RATE_LIMIT_COUNT = env_int("WEBHOOK_RATE_LIMIT_COUNT", 1200, minimum=0)
 WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+# Proxies in front of the app (load balancer, CDN): the client address every rate limit counts
+# by is read from X-Forwarded-For through these only. CIDRs win over a count; neither set means
+# REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+try:
+    TRUSTED_PROXY_NETWORKS = [
+        ipaddress.ip_network(cidr, strict=False) for cidr in env_list("TRUSTED_PROXY_CIDRS", [])
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_CIDRS: {error}") from error
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 # Content-Security-Policy: no inline scripts anywhere; htmx is vendored and self-hosted.
 CONTENT_SECURITY_POLICY = {
@@ -294,7 +311,8 @@ CONTENT_SECURITY_POLICY = {
         "font-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
-        "form-action": ["'self'", "https://checkout.stripe.com"],
+        # Checkout and the customer portal are Stripe-hosted pages our forms redirect to.
+        "form-action": ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"],
         "frame-ancestors": ["'none'"],
     }
 }
@@ -305,17 +323,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
-    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
-        },
-        "mail_admins": {
-            "class": "django.utils.log.AdminEmailHandler",
-            "level": "ERROR",
-            "filters": ["require_debug_false"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
@@ -324,18 +336,18 @@ LOGGING = {
         # httpx logs every URL at INFO, including providers' signed output URLs.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
-        "ops": {"handlers": ["stdout", "mail_admins"], "level": "INFO", "propagate": False},
+        # config.ops.ops_alert mails and reports each alert itself; this logger only logs it.
+        "ops": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
     },
 }
 
 SENTRY_DSN = env_str("SENTRY_DSN", "")
 if SENTRY_DSN:
-    import sentry_sdk
+    from config.sentry import init_sentry
 
-    sentry_sdk.init(
-        dsn=SENTRY_DSN,
+    init_sentry(
+        SENTRY_DSN,
         environment=DJANGO_ENV,
-        send_default_pii=False,
         traces_sample_rate=env_int("SENTRY_TRACES_PERCENT", 0, minimum=0) / 100,
     )
 

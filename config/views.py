@@ -5,7 +5,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from billing import api as billing
-from config.health import run_checks
+from config.health import ready, run_checks
 from generation import api as generation
 
 
@@ -33,8 +33,16 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Report each dependency; 503 names the failing parts so a load balancer can act."""
+    """Readiness: 503 only while the database does not answer; other parts are reported."""
     parts = run_checks()
-    failing = sorted(name for name, result in parts.items() if not result["ok"])
-    body = {"ok": not failing, "failing": failing, "parts": parts}
-    return JsonResponse(body, status=503 if failing else 200)
+    degraded = sorted(name for name, result in parts.items() if not result["ok"])
+    ok = ready(parts)
+    body = {"ok": ok, "degraded": degraded, "parts": parts}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@never_cache
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process serves requests; touches no database, cache or storage."""
+    return JsonResponse({"ok": True})

@@ -22,9 +22,6 @@ def provider_callback(request: HttpRequest, provider: str) -> JsonResponse:
     """Accept a provider's callback: 401 forged or stale, 413 too big, else 200 fast."""
     if provider not in provider_classes():
         return JsonResponse({"error": "unknown provider"}, status=404)
-    limited = ratelimit.limit_webhook(request, f"provider:{provider}")
-    if limited is not None:
-        return limited
     limit = settings.PROVIDER_CALLBACK_MAX_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -39,7 +36,8 @@ def provider_callback(request: HttpRequest, provider: str) -> JsonResponse:
         event = get_provider(provider).parse_callback(body, request.headers, request.GET)
     except InvalidSignature as error:
         logger.warning("rejected %s callback: %s", provider, error)
-        return JsonResponse({"error": "invalid signature"}, status=401)
+        limited = ratelimit.limit_failed_signature(request, f"provider:{provider}")
+        return limited or JsonResponse({"error": "invalid signature"}, status=401)
     except InvalidCallback as error:
         logger.warning("malformed %s callback: %s", provider, error)
         return JsonResponse({"error": "malformed callback"}, status=400)

@@ -59,6 +59,7 @@ def post_only(url: Callable[[World], str], *, other: int = 405, post=(302, 303))
 ROUTES: dict[str, Route] = {
     "": Route(fixed("/"), anon=200, other=200, owner=200),
     "healthz": Route(fixed("/healthz"), anon=200, other=200, owner=200),
+    "livez": Route(fixed("/livez"), anon=200, other=200, owner=200),
     # allauth: sign-in pages are public; account pages need a session.
     "accounts/login/": Route(fixed(LOGIN), anon=200, other=302, owner=302),
     "accounts/logout/": Route(fixed("/accounts/logout/"), anon=302, other=200, owner=200),

@@ -33,26 +33,51 @@ def test_buy_past_the_limit_is_refused_with_a_message_and_creates_nothing(world,
     assert b"Too many checkout attempts" in page.content
 
 
-def test_stripe_webhook_past_the_limit_answers_429_and_stores_nothing(world, settings):
-    """A flood from one address is cut off before verification; Stripe retries later."""
+def test_signed_stripe_deliveries_are_never_limited_and_bad_signatures_are(world, settings):
+    """Only failed signatures count: past the limit a forger gets 429, Stripe still gets 200."""
     settings.WEBHOOK_RATE_LIMIT_COUNT = 2
     client = csrf_client()
     body = json.dumps({"id": "evt_x", "type": "ping", "livemode": False, "data": {"object": {}}})
-    statuses = [
-        client.post(
+
+    def post(signature: str):
+        return client.post(
             "/webhooks/stripe/",
             data=body,
             content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=stripe_signature(body.encode()),
+            HTTP_STRIPE_SIGNATURE=signature,
         )
-        for _ in range(3)
-    ]
-    assert [s.status_code for s in statuses] == [200, 200, 429]
-    assert int(statuses[2]["Retry-After"]) >= 1
-    assert StripeEvent.objects.get(stripe_event_id="evt_x").attempts == 2
+
+    signed = [post(stripe_signature(body.encode())).status_code for _ in range(4)]
+    forged = [post(stripe_signature(body.encode(), secret="whsec_forged")) for _ in range(3)]
+    assert signed == [200, 200, 200, 200]
+    assert [f.status_code for f in forged] == [400, 400, 429]
+    assert int(forged[2]["Retry-After"]) >= 1
+    assert post(stripe_signature(body.encode())).status_code == 200
+    assert StripeEvent.objects.get(stripe_event_id="evt_x").attempts == 5
 
 
-def test_provider_callbacks_past_the_limit_answer_429(settings):
+def test_bad_signatures_are_counted_per_client_behind_a_proxy(world, settings):
+    """Behind one trusted proxy, a forger's failures do not limit another sender's."""
+    settings.WEBHOOK_RATE_LIMIT_COUNT = 1
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = csrf_client()
+    body = b"{}"
+
+    def forged(address: str) -> int:
+        return client.post(
+            "/webhooks/stripe/",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=stripe_signature(body, secret="whsec_forged"),
+            HTTP_X_FORWARDED_FOR=address,
+            REMOTE_ADDR="10.0.0.2",
+        ).status_code
+
+    assert [forged("203.0.113.9"), forged("203.0.113.9")] == [400, 429]
+    assert forged("198.51.100.7") == 400
+
+
+def test_provider_callbacks_count_only_bad_signatures(settings):
     """The provider endpoint shares the limiter, counted per provider and address."""
     settings.WEBHOOK_RATE_LIMIT_COUNT = 1
     client = csrf_client()
@@ -86,15 +111,17 @@ def test_the_limiter_counts_per_identity_and_scope():
 
 def test_the_limiter_fails_open_when_redis_is_unreachable(settings, caplog):
     """A cache outage lets requests through (logged), so payments and webhooks keep flowing."""
+    from config import cache
+
     settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/1",
-        }
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/1"}
     }
-    verdict = ratelimit.hit("t-down", "me", limit=1, window=60)
-    assert verdict.allowed
-    assert "rate limiter unavailable" in caplog.text
+    try:
+        verdicts = [ratelimit.hit("t-down", "me", limit=1, window=60) for _ in range(3)]
+    finally:
+        cache.outage.answered()
+    assert all(verdict.allowed for verdict in verdicts)
+    assert "cache unreachable, failing open" in caplog.text
 
 
 def test_the_limiter_survives_a_flushall_between_windows(settings):
