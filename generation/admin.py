@@ -6,8 +6,8 @@ Actions on stuck generations go through the same services and transitions as the
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from generation import services
 from generation.models import Generation, GenerationEvent, ProviderCallback
+from generation.services.reconcile import redrive
 
 
 class GenerationEventInline(admin.TabularInline):
@@ -45,7 +45,7 @@ class GenerationAdmin(admin.ModelAdmin):
         )
         stuck = queryset.filter(next_check_at=None, status__in=("dispatched", "processing"))
         count += stuck.update(next_check_at=timezone.now(), redrive_attempts=0, alerted_at=None)
-        services.redrive()
+        redrive()
         messages.info(request, f"Re-drive scheduled for {count} generation(s).")
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
-from generation import catalogue, selectors, services
+from generation import catalogue, selectors
 from generation.catalogue import CATALOGUE, ModelSpec
 from generation.models import Generation, Status
+from generation.services.settlement import collect_unpaid
 
 __all__ = [
     "CATALOGUE",
@@ -33,17 +32,3 @@ def price(model_key: str, params: dict[str, object] | None = None) -> int:
 def recent_generations(user, limit: int = 5) -> list[Generation]:
     """Return the user's latest generations, newest first (for the dashboard)."""
     return selectors.recent_generations(user, limit)
-
-
-def collect_unpaid(account_id: uuid.UUID) -> int:
-    """Retry the capture of the account's unpaid generations now; return how many were paid.
-
-    Billing may call this after a grant so a top-up unlocks withheld outputs at once; the
-    re-drive does the same on its own schedule.
-    """
-    paid = 0
-    for generation in Generation.objects.filter(user_id=account_id, status=Status.UNPAID):
-        services.collect_unpaid(generation)
-        generation.refresh_from_db()
-        paid += generation.status == Status.SUCCEEDED
-    return paid

@@ -9,6 +9,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 from generation.models import Generation, Status
+from ledger import api as ledger
+from media_store import api as media
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,6 @@ def with_previews(generations: list[Generation]) -> list[Generation]:
 
     One query for the whole list, however many cards a gallery shows.
     """
-    from media_store import api as media
-
     previews = media.first_outputs(g.pk for g in generations if g.status == Status.SUCCEEDED)
     for generation in generations:
         generation.preview = previews.get(generation.pk)
@@ -64,15 +64,11 @@ def outputs(generation: Generation) -> list:
     """Return the assets to show: none while unpaid (withheld) or after a cancel (discarded)."""
     if generation.status != Status.SUCCEEDED:
         return []
-    from media_store import api as media
-
     return media.assets_for_generation(generation.pk)
 
 
 def ledger_lines(generation: Generation) -> list[LedgerLine]:
     """Return the journal entries of this generation's hold, oldest first."""
-    from ledger import api as ledger
-
     holds = [
         hold
         for hold in ledger.holds_for_account(generation.user_id, limit=200)

@@ -12,8 +12,8 @@ from celery import shared_task
 from celery.signals import worker_init
 from django.db import OperationalError
 
-from generation import services
 from generation.providers.base import ProviderTemporaryError
+from generation.services import callbacks, cancellation, dispatch, reconcile, settlement
 from media_store.api import IngestTemporaryError
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ RETRY = {
     "autoretry_for": (
         ProviderTemporaryError,
         IngestTemporaryError,
-        services.CallbackNotReady,
+        callbacks.CallbackNotReady,
         OperationalError,
     ),
     "retry_backoff": 1,
@@ -39,7 +39,7 @@ def warm_up_worker(**_kwargs) -> None:
     """Build clients and load codecs before the pool starts: prefork children inherit them."""
     # Nothing here opens a connection, so forking afterwards shares no socket.
     try:
-        services.warm_up()
+        dispatch.warm_up()
     except Exception:
         logger.exception("warming up the worker failed; the first tasks will do it")
 
@@ -47,34 +47,34 @@ def warm_up_worker(**_kwargs) -> None:
 @shared_task(queue="start", **RETRY)
 def start_generation(generation_id: str) -> str:
     """Hold the credits, then dispatch to the provider."""
-    return services.start_generation(generation_id)
+    return dispatch.start_generation(generation_id)
 
 
 @shared_task(queue="settle", **RETRY)
 def settle_callback(callback_id: int) -> str:
     """Apply a stored provider callback: ingest then capture, or release."""
-    return services.settle_callback(callback_id)
+    return callbacks.settle_callback(callback_id)
 
 
 @shared_task(queue="settle", **RETRY)
 def settle_generation(generation_id: str) -> str:
     """Finish ledger work a crash left claimed, or collect an unpaid generation."""
-    return services.settle_generation(generation_id)
+    return settlement.settle_generation(generation_id)
 
 
 @shared_task(queue="settle", **RETRY)
-def cancel_generation(generation_id: str) -> str:
-    """Finish a cancel's release and tell the provider to stop."""
-    return services.cancel_at_provider(generation_id)
+def cancel_at_provider(generation_id: str) -> str:
+    """Finish a cancel's release and tell the provider to stop the job."""
+    return cancellation.cancel_at_provider(generation_id)
 
 
 @shared_task(queue="settle", **RETRY)
 def reconcile_generation(generation_id: str) -> str:
     """Poll the provider about a job with no news and settle what it reports."""
-    return services.reconcile_generation(generation_id)
+    return reconcile.reconcile_generation(generation_id)
 
 
 @shared_task(queue="settle", acks_late=True)
 def redrive_generations() -> dict[str, int]:
     """Re-enqueue work for every generation and callback past its deadline (beat, every 30 s)."""
-    return services.redrive()
+    return reconcile.redrive()

@@ -27,6 +27,7 @@ from generation.models import (
     PendingAction,
     Status,
 )
+from media_store import api as media
 
 
 def _later(seconds: float) -> timezone.datetime:
@@ -267,7 +268,7 @@ def claim_capture(generation: Generation) -> bool:
     )
 
 
-def finish_capture(generation: Generation, *, to_status: str, ledger_status: str) -> bool:
+def record_capture(generation: Generation, *, to_status: str, ledger_status: str) -> bool:
     """Apply the capture's outcome: -> succeeded (captured or late_charged) or -> unpaid."""
     unpaid = to_status == Status.UNPAID
     late = generation.status in (Status.FAILED, Status.EXPIRED, Status.UNPAID)
@@ -299,13 +300,11 @@ def finish_capture(generation: Generation, *, to_status: str, ledger_status: str
         )
         # Same transaction as the status, so unpaid output is never served (DESIGN section 4).
         if changed and (unpaid or was_unpaid):
-            from media_store import api as media
-
             media.set_withheld(generation.pk, unpaid)
     return changed
 
 
-def finish_release(generation: Generation, *, ledger_status: str) -> bool:
+def record_release(generation: Generation, *, ledger_status: str) -> bool:
     """Confirm the release claimed by a failed, canceled or refused transition."""
     return _apply(
         generation,

@@ -10,14 +10,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from generation import catalogue, selectors, services
+from generation import catalogue, selectors
 from generation.exceptions import GenerationError
 from generation.models import Generation, Status
+from generation.services.cancellation import cancel_generation
+from generation.services.submission import provider_status, submit_generation
+from ledger import api as ledger
 
 
 def _available(request: HttpRequest) -> int:
-    from ledger import api as ledger
-
     return ledger.request_balance(request).available
 
 
@@ -30,7 +31,7 @@ def _estimate(request: HttpRequest, model_key: str, data) -> dict:
     except GenerationError as error:
         return {"cost": None, "error": str(error), "disabled_reason": str(error)}
     available = _available(request)
-    ready, why = services.provider_status(spec.key)
+    ready, why = provider_status(spec.key)
     reason = ""
     if not ready:
         reason = f"{spec.name} is unavailable here: {why}"
@@ -57,7 +58,7 @@ def create(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST" and "preview" not in request.POST:
         try:
-            generation = services.submit_generation(
+            generation = submit_generation(
                 request.user,
                 model_key=model_key,
                 prompt=request.POST.get("prompt"),
@@ -139,7 +140,7 @@ def progress(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
 def cancel(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
     """Cancel the generation; credits come back at once."""
     try:
-        services.cancel_generation(request.user, generation_id)
+        cancel_generation(request.user, generation_id)
     except Generation.DoesNotExist:
         raise Http404("No such generation") from None
     except GenerationError as error:

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_POST
 
 from config import ratelimit
 from config.payloads import holds_nul
-from generation import services
 from generation.providers import get_provider, provider_classes
 from generation.providers.base import InvalidCallback, InvalidSignature
+from generation.services.callbacks import record_callback
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,5 @@ def provider_callback(request: HttpRequest, provider: str) -> JsonResponse:
     if holds_nul(event.payload):
         logger.warning("malformed %s callback: a NUL character in the payload", provider)
         return JsonResponse({"error": "malformed callback"}, status=400)
-    callback_id, created = services.record_callback(
-        provider, event, hint=request.GET.get("generation", "")
-    )
+    callback_id, created = record_callback(provider, event, hint=request.GET.get("generation", ""))
     return JsonResponse({"received": True, "duplicate": not created, "id": callback_id})

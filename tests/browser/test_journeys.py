@@ -188,9 +188,9 @@ def test_another_users_media_url_is_not_found(app, browser_factory, user_factory
     """Bob opening Alice's media link gets the same 404 as a link that never existed."""
     alice, bob = user_factory(), user_factory()
     ledger.grant(alice.pk, 10, key=f"browser:{uuid.uuid4()}", source="test")
-    from generation import services
+    from generation.services.submission import submit_generation
 
-    generation = services.submit_generation(
+    generation = submit_generation(
         alice, model_key="flux-schnell", prompt="a private sketch", params={}
     )
     wait_until(

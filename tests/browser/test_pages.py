@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from generation import services
 from generation.models import Generation, Status
+from generation.services.submission import submit_generation
 from ledger import api as ledger
 from media_store import api as media
 from tests.e2e.helpers import wait_until
@@ -65,7 +65,7 @@ def test_signed_in_pages_fit_a_phone(app, browser, user_factory, pack):
     page = browser.page
     user = user_factory()
     ledger.grant(user.pk, 60, key=f"browser:{uuid.uuid4()}", source="test")
-    generation = services.submit_generation(
+    generation = submit_generation(
         user, model_key="flux-schnell", prompt="a red kite over dunes", params={"outputs": "2"}
     )
     wait_until(

@@ -10,8 +10,10 @@ import pytest
 import redis
 from django.conf import settings
 
-from generation import services
 from generation.models import Generation, Status
+from generation.services import reconcile
+from generation.services.cancellation import cancel_generation
+from generation.services.submission import submit_generation
 from ledger import api as ledger
 from media_store import api as media
 from tests.e2e.helpers import wait_until
@@ -29,7 +31,7 @@ def funded_user(user_factory, credits: int):
 
 
 def submit(user, faults=None, **params) -> Generation:
-    return services.submit_generation(
+    return submit_generation(
         user,
         model_key="flux-schnell",
         prompt="a lighthouse in fog",
@@ -52,7 +54,7 @@ def wait_settled(*generations: Generation, timeout: float = 30, redrive: bool = 
 
     def done():
         if redrive:
-            services.redrive()
+            reconcile.redrive()
         return all(settled(g) for g in generations)
 
     wait_until(done, timeout=timeout, interval=0.25, what="generations to settle")
@@ -109,7 +111,7 @@ def test_cancel_returns_credits_and_stops_the_job(e2e, user_factory):
     user = funded_user(user_factory, 10)
     generation = submit(user, faults={"delay_ms": 4000})
     wait_until(lambda: status_of(generation) == Status.DISPATCHED, what="dispatch")
-    services.cancel_generation(user, generation.pk)
+    cancel_generation(user, generation.pk)
     assert_ledger(user, available=10)
     generation.refresh_from_db()
     wait_until(
@@ -190,7 +192,7 @@ def test_expiry_then_success_is_unpaid_then_collected_after_a_top_up(e2e, user_f
         what="the hold to expire",
     )
     wait_until(
-        lambda: services.redrive() and status_of(generation) == Status.EXPIRED,
+        lambda: reconcile.redrive() and status_of(generation) == Status.EXPIRED,
         what="reconcile to mark it expired",
     )
     blocker = submit(user, faults={"delay_ms": 20000})
@@ -199,10 +201,10 @@ def test_expiry_then_success_is_unpaid_then_collected_after_a_top_up(e2e, user_f
     assert_ledger(user, available=0, held=5)
     ledger.grant(user.pk, 5, key=f"e2e:{uuid.uuid4()}", source="test")
     wait_until(
-        lambda: services.redrive() is not None and status_of(generation) == Status.SUCCEEDED,
+        lambda: reconcile.redrive() is not None and status_of(generation) == Status.SUCCEEDED,
         timeout=30,
         what="the top-up to be collected",
     )
     assert ledger.hold_status(generation.hold_reference) == "late_charged"
-    services.cancel_generation(user, blocker.pk)
+    cancel_generation(user, blocker.pk)
     assert_ledger(user, available=5)

@@ -7,8 +7,10 @@ import uuid
 
 from django.test import Client
 
-from generation import services
 from generation.models import Generation, ProviderCallback
+from generation.services.callbacks import settle_callback
+from generation.services.dispatch import start_generation
+from generation.services.submission import submit_generation
 from tests.e2e.helpers import babysea_header, wait_until
 from tests.generation.conftest import SECRET
 
@@ -19,7 +21,7 @@ def submit(user, *, model_key="flux-schnell", params=None, faults=None, **extra)
     options = {"local_fault": faults} if faults else None
     if extra.get("provider_options"):
         options = {**(options or {}), **extra["provider_options"]}
-    return services.submit_generation(
+    return submit_generation(
         user,
         model_key=model_key,
         prompt="a quiet harbour at dawn",
@@ -29,7 +31,7 @@ def submit(user, *, model_key="flux-schnell", params=None, faults=None, **extra)
 
 
 def start(generation: Generation) -> Generation:
-    services.start_generation(generation.pk)
+    start_generation(generation.pk)
     generation.refresh_from_db()
     return generation
 
@@ -95,5 +97,5 @@ def settle_pending_callbacks() -> list[str]:
         .order_by("received_at", "pk")
         .values_list("pk", flat=True)
     ):
-        outcomes.append(services.settle_callback(callback_id))
+        outcomes.append(settle_callback(callback_id))
     return outcomes

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from generation import services
 from generation.models import Generation, ProviderCallback, Status
+from generation.services.callbacks import settle_callback
 from tests.generation.flow import CALLBACK_URL, callback_body, deliver
 
 pytestmark = [
@@ -148,7 +148,7 @@ def test_replayed_body_against_another_generation_changes_nothing(client, alice,
     assert response.status_code == 200
     callback = ProviderCallback.objects.get()
     assert callback.generation_id == owner.pk
-    assert services.settle_callback(callback.pk) == "failed"
+    assert settle_callback(callback.pk) == "failed"
     victim.refresh_from_db()
     owner.refresh_from_db()
     assert victim.status == Status.DISPATCHED

@@ -10,9 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from generation import services
 from generation.exceptions import NotCancelable, RateLimited
 from generation.models import Generation, ProviderCallback, Status
+from generation.services.cancellation import cancel_generation
+from generation.services.dispatch import start_generation
+from generation.services.reconcile import reconcile_generation, redrive
+from generation.services.settlement import retry_unpaid_capture
 from ledger import api as ledger
 from media_store import api as media
 from tests.e2e.helpers import wait_until
@@ -92,7 +95,7 @@ def test_cancel_then_late_success_charges_nothing_and_discards_output(alice, fun
     """After a cancel the credits come back at once; a success arriving later stays canceled."""
     fund(alice, 50)
     generation = start(submit(alice, faults={"delay_ms": 400}))
-    services.cancel_generation(alice, generation.pk)
+    cancel_generation(alice, generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.CANCELED
     assert generation.pending_action is None
@@ -108,7 +111,7 @@ def test_cancel_then_late_success_charges_nothing_and_discards_output(alice, fun
     assert ledger.hold_status(generation.hold_reference) == "released"
     assert_ledger(alice, available=50)
     with pytest.raises(NotCancelable):
-        services.cancel_generation(alice, generation.pk)
+        cancel_generation(alice, generation.pk)
 
 
 def test_failure_after_success_keeps_the_success(alice, fund, local_provider):
@@ -165,7 +168,7 @@ def test_expiry_then_late_success_goes_unpaid_then_is_collected_after_a_top_up(
     Generation.objects.filter(pk=generation.pk).update(hold_ttl_seconds=1)
     generation = start(generation)
     _expire_hold(generation)
-    assert services.reconcile_generation(generation.pk) == "expired"
+    assert reconcile_generation(generation.pk) == "expired"
     generation.refresh_from_db()
     assert generation.status == Status.EXPIRED
     assert_ledger(alice, available=5)
@@ -179,7 +182,7 @@ def test_expiry_then_late_success_goes_unpaid_then_is_collected_after_a_top_up(
     assert "withheld" in generation.error_message
     assert ledger.hold_status(generation.hold_reference) == "unpaid"
     assert_ledger(alice, available=0, held=5)
-    assert services.collect_unpaid(generation) == "still unpaid"
+    assert retry_unpaid_capture(generation) == "still unpaid"
     fund(alice, 5)
     from generation import api
 
@@ -189,7 +192,7 @@ def test_expiry_then_late_success_goes_unpaid_then_is_collected_after_a_top_up(
     assert len(media.assets_for_generation(generation.pk)) == 1
     assert ledger.hold_status(generation.hold_reference) == "late_charged"
     assert_ledger(alice, available=0, held=5)
-    services.cancel_generation(alice, other.pk)
+    cancel_generation(alice, other.pk)
     assert_ledger(alice, available=5)
 
 
@@ -200,7 +203,7 @@ def test_expiry_then_late_success_with_credit_is_late_charged(alice, fund, local
     Generation.objects.filter(pk=generation.pk).update(hold_ttl_seconds=1)
     generation = start(generation)
     _expire_hold(generation)
-    services.reconcile_generation(generation.pk)
+    reconcile_generation(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.EXPIRED
     deliver(callback_body(finished_job(local_provider, generation)))
@@ -227,10 +230,10 @@ def test_lost_callback_is_settled_by_reconcile(alice, fund, local_provider):
     fund(alice, 10)
     generation = start(submit(alice))
     finished_job(local_provider, generation)
-    assert services.reconcile_generation(generation.pk) == "captured"
+    assert reconcile_generation(generation.pk) == "captured"
     generation.refresh_from_db()
     assert generation.status == Status.SUCCEEDED
-    assert services.reconcile_generation(generation.pk).startswith("nothing to reconcile")
+    assert reconcile_generation(generation.pk).startswith("nothing to reconcile")
     assert_ledger(alice, available=5)
 
 
@@ -238,12 +241,12 @@ def test_reconcile_of_a_running_job_extends_the_hold(alice, fund, local_provider
     """While the provider reports running, reconcile moves to processing and extends the hold."""
     fund(alice, 10)
     generation = start(submit(alice, faults={"delay_ms": 3000}))
-    assert services.reconcile_generation(generation.pk) == "running (hold extended)"
+    assert reconcile_generation(generation.pk) == "running (hold extended)"
     generation.refresh_from_db()
     assert generation.status == Status.PROCESSING
     assert ledger.hold_status(generation.hold_reference) == "pending"
     assert_ledger(alice, available=5, held=5)
-    services.cancel_generation(alice, generation.pk)
+    cancel_generation(alice, generation.pk)
     assert_ledger(alice, available=10)
 
 
@@ -255,7 +258,7 @@ def test_crashed_job_is_failed_and_released_at_reconcile(alice, fund, local_prov
         lambda: local_provider.content(generation.provider_job_id).status_code == 404,
         what="the job to vanish",
     )
-    services.reconcile_generation(generation.pk)
+    reconcile_generation(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.FAILED
     assert_ledger(alice, available=10)
@@ -276,13 +279,13 @@ def test_start_is_idempotent(alice, fund):
     fund(alice, 10)
     generation = start(submit(alice, faults={"delay_ms": 3000}))
     job_id = generation.provider_job_id
-    assert services.start_generation(generation.pk) == "nothing to start (dispatched)"
+    assert start_generation(generation.pk) == "nothing to start (dispatched)"
     Generation.objects.filter(pk=generation.pk).update(status=Status.RESERVED)
-    assert services.start_generation(generation.pk) == "dispatched"
+    assert start_generation(generation.pk) == "dispatched"
     generation.refresh_from_db()
     assert generation.provider_job_id == job_id
     assert_ledger(alice, available=5, held=5)
-    services.cancel_generation(alice, generation.pk)
+    cancel_generation(alice, generation.pk)
 
 
 def test_rate_limit_refuses_with_a_clear_message_and_stores_nothing(alice, fund, settings):
@@ -301,16 +304,16 @@ def test_redrive_enqueues_past_deadlines_and_alerts_at_the_cap(alice, fund, sett
     fund(alice, 10)
     generation = submit(alice)
     now = generation.created_at + timedelta(hours=1)
-    assert services.redrive(now)["start"] == 1
-    assert services.redrive(now)["start"] == 0  # the deadline moved: no double enqueue
+    assert redrive(now)["start"] == 1
+    assert redrive(now)["start"] == 0  # the deadline moved: no double enqueue
     Generation.objects.filter(pk=generation.pk).update(
         redrive_attempts=settings.GENERATION_REDRIVE_MAX_ATTEMPTS, next_check_at=now
     )
     with caplog.at_level("ERROR", logger="ops"):
-        assert services.redrive(now)["alerted"] == 1
+        assert redrive(now)["alerted"] == 1
     assert "Generation stuck" in caplog.text
     generation.refresh_from_db()
     assert generation.next_check_at is None
-    assert json.dumps(services.redrive(now)) == json.dumps(
+    assert json.dumps(redrive(now)) == json.dumps(
         {"start": 0, "settle": 0, "reconcile": 0, "callbacks": 0, "alerted": 0}
     )

@@ -4,8 +4,9 @@ import pytest
 from django.test import Client
 
 from generation import api as generation_api
-from generation import services
 from generation.models import Generation, Status
+from generation.services.cancellation import cancel_generation
+from generation.services.reconcile import reconcile_generation
 from ledger import api as ledger
 from media_store import api as media
 from tests.e2e.helpers import wait_until
@@ -39,7 +40,7 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
         timeout=10,
         what="the hold to expire",
     )
-    assert services.reconcile_generation(generation.pk) == "expired"
+    assert reconcile_generation(generation.pk) == "expired"
     other = start(submit(alice, faults={"delay_ms": 5000}))  # spends the returned credits
     deliver(callback_body(finished_job(local_provider, generation)))
     settle_pending_callbacks()
@@ -61,4 +62,4 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
     assert not asset.withheld
     assert owner.get(asset.url).status_code == 302
     assert stranger.get(asset.url).status_code == 404
-    services.cancel_generation(alice, other.pk)
+    cancel_generation(alice, other.pk)

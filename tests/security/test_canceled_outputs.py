@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from generation import services
 from generation.models import Generation, Status
 from generation.providers.base import JobReport, JobState
+from generation.services.settlement import settle_success
 from media_store import api as media
 from media_store.models import Asset
 
@@ -25,8 +25,8 @@ def test_settle_after_cancel_discards_outputs_stored_before_the_cancel(world):
     generation = Generation.objects.get(pk=world.generation.pk)
     report = JobReport(state=JobState.SUCCEEDED, output_urls=("http://127.0.0.1:9/0.png",))
 
-    outcome = services.settle_success(generation, report)
+    outcome = settle_success(generation, report)
 
     assert outcome == "discarded: canceled"
     assert media.assets_for_generation(world.generation.pk) == []
-    assert services.settle_success(generation, report) == "discarded: canceled"
+    assert settle_success(generation, report) == "discarded: canceled"

@@ -1,0 +1,116 @@
+"""Store verified provider callbacks once per delivery and apply them to their generation."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from generation import catalogue, transitions
+from generation.models import Generation, ProviderCallback, Status
+from generation.providers.base import CallbackEvent, JobReport, JobState
+from generation.services.queueing import enqueue_after_commit
+from generation.services.settlement import apply_report
+
+
+class CallbackNotReady(Exception):
+    """The callback's job id is not yet stored on any generation (dispatch not committed)."""
+
+
+def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> tuple[int, bool]:
+    """Store a verified callback once per delivery id and settle it after commit."""
+    generation_id = (
+        Generation.objects.filter(provider=provider, provider_job_id=event.job_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    delivery_id = event.delivery_id[:200]
+    try:
+        # Insert first: a repeated delivery is rare, and the unique constraint decides it.
+        with transaction.atomic():
+            callback = ProviderCallback.objects.create(
+                provider=provider,
+                delivery_id=delivery_id,
+                provider_job_id=event.job_id[:128],
+                event=event.event[:64],
+                reported_status=event.report.state,
+                payload=event.payload,
+                report=dataclasses.asdict(event.report),
+                generation_id=generation_id,
+                generation_hint=hint[:64],
+            )
+            enqueue_after_commit("settle_callback", callback.pk)
+    except IntegrityError:
+        existing = (
+            ProviderCallback.objects.filter(provider=provider, delivery_id=delivery_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if existing is None:
+            raise
+        return existing, False
+    return callback.pk, True
+
+
+def _bind_hinted_generation(callback: ProviderCallback) -> Generation | None:
+    """Bind a job id to the generation named in the callback URL after an uncertain dispatch.
+
+    Only an at-most-once dispatch that was attempted and has no job id yet can be bound, and the
+    unique (provider, job id) constraint stops one job from being bound to two generations.
+    """
+    try:
+        hinted = uuid.UUID(callback.generation_hint)
+    except ValueError:
+        return None
+    try:
+        with transaction.atomic():
+            bound = Generation.objects.filter(
+                pk=hinted,
+                provider=callback.provider,
+                provider_job_id__isnull=True,
+                dispatch_attempted_at__isnull=False,
+                status=Status.RESERVED,
+            ).update(provider_job_id=callback.provider_job_id)
+    except IntegrityError:
+        return None
+    if not bound:
+        return None
+    generation = Generation.objects.get(pk=hinted)
+    expected = catalogue.expected_seconds(generation.model_key, generation.params)
+    # The dispatch transition records what the provider's signed body says.
+    transitions.dispatch(generation, callback.provider_job_id, expected_seconds=expected)
+    return generation
+
+
+def settle_callback(callback_id: int) -> str:
+    """Apply one stored callback to its generation; raise CallbackNotReady to retry later."""
+    callback = ProviderCallback.objects.select_related("generation").get(pk=callback_id)
+    if callback.processed_at:
+        return "already processed"
+    # Bound at receipt when the job id was already stored (job ids never change once set).
+    generation = callback.generation
+    if generation is None or generation.provider_job_id != callback.provider_job_id:
+        generation = Generation.objects.filter(
+            provider=callback.provider, provider_job_id=callback.provider_job_id
+        ).first()
+    if generation is None and callback.generation_hint:
+        generation = _bind_hinted_generation(callback)
+    if generation is None:
+        raise CallbackNotReady(f"no generation has job {callback.provider_job_id} yet")
+    if callback.generation_id != generation.pk:
+        ProviderCallback.objects.filter(pk=callback.pk).update(generation=generation)
+    if generation.status in (Status.QUEUED, Status.RESERVED):
+        raise CallbackNotReady(f"{generation.pk} is {generation.status}")
+    report = JobReport(**{**callback.report, "output_urls": tuple(callback.report["output_urls"])})
+    # A progress report moves no credits, so its transition and the processed mark can share one
+    # commit; any other report calls the ledger, which must run outside a transaction.
+    running = report.state == JobState.RUNNING
+    with transaction.atomic() if running else contextlib.nullcontext():
+        outcome = apply_report(generation, report)
+        ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
+            processed_at=timezone.now(), outcome=outcome[:200]
+        )
+    return outcome

@@ -1,0 +1,114 @@
+"""Start a generation: hold its credits, then send it to the provider exactly once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.ops import ops_alert
+from generation import catalogue, transitions
+from generation.models import Generation, Status
+from generation.providers import get_provider, provider_classes
+from generation.providers.base import DispatchRefused, ProviderTemporaryError
+from generation.services.holds import finish_release
+from generation.services.queueing import send_after_commit
+from ledger import api as ledger
+from media_store import api as media
+
+logger = logging.getLogger(__name__)
+
+
+def warm_up() -> None:
+    """Build the provider clients and the media clients and codecs a worker process will use.
+
+    Each costs tens to hundreds of milliseconds of CPU the first time (imports, CA bundles,
+    botocore's service model); paid here, a fresh worker's first generations are not slower.
+    """
+    for slug in provider_classes():
+        provider = get_provider(slug)
+        if provider.configured()[0]:
+            provider.client()
+    media.warm_up()
+
+
+def start_generation(generation_id: uuid.UUID | str) -> str:
+    """Hold the credits of a queued generation, then dispatch a reserved one."""
+    generation = Generation.objects.get(pk=generation_id)
+    if generation.status == Status.QUEUED:
+        result = ledger.hold(
+            generation.user_id,
+            generation.hold_reference,
+            generation.cost,
+            ttl=timedelta(seconds=generation.hold_ttl_seconds),
+        )
+        if result.status in ("held", "duplicate"):
+            if not transitions.reserve(generation):
+                generation.refresh_from_db()  # another run reserved it, or it moved on
+        elif result.status == "insufficient":
+            transitions.reject(generation, available=result.available)
+            return "rejected"
+        else:
+            ops_alert(
+                "Generation hold conflict",
+                f"ledger.hold returned {result.status} for {generation.hold_reference}",
+                generation_id=str(generation.pk),
+            )
+            return f"hold {result.status}"
+    if generation.status == Status.RESERVED and generation.pending_action is None:
+        return dispatch_generation(generation)
+    return f"nothing to start ({generation.status})"
+
+
+def dispatch_generation(generation: Generation) -> str:
+    """Send a reserved generation to its provider and record the job id.
+
+    BabySea keys the request by our id, so a retry returns the same job and the attempt is
+    counted with the dispatch. Replicate has no key: the attempt is recorded before the POST and
+    never repeated; ``resolve_uncertain_dispatch`` handles it instead.
+    """
+    provider = get_provider(generation.provider)
+    if not provider.idempotent_submit:
+        if generation.dispatch_attempted_at is not None:
+            return resolve_uncertain_dispatch(generation)
+        if not transitions.record_dispatch_attempt(generation):
+            return f"not reserved ({generation.status})"
+    try:
+        job_id = provider.submit(generation)
+    except DispatchRefused as error:
+        if transitions.refuse_dispatch(generation, detail=str(error)):
+            finish_release(generation)
+        return "refused"
+    except ProviderTemporaryError:
+        if provider.idempotent_submit:
+            raise
+        logger.warning("uncertain dispatch of %s; not retrying", generation.pk)
+        return "uncertain"
+    expected = catalogue.expected_seconds(generation.model_key, generation.params)
+    if transitions.dispatch(
+        generation, job_id, expected_seconds=expected, count_attempt=provider.idempotent_submit
+    ):
+        return "dispatched"
+    # The row moved on while the POST was in flight (the user canceled): stop the job too.
+    generation.refresh_from_db()
+    Generation.objects.filter(pk=generation.pk, provider_job_id__isnull=True).update(
+        provider_job_id=job_id
+    )
+    if generation.status == Status.CANCELED:
+        send_after_commit("cancel_at_provider", str(generation.pk))
+    return f"dispatched but {generation.status}"
+
+
+def resolve_uncertain_dispatch(generation: Generation) -> str:
+    """Fail and release an at-most-once dispatch that never reported a job id within the grace."""
+    attempted = generation.dispatch_attempted_at
+    grace = timedelta(seconds=settings.GENERATION_DISPATCH_GRACE_SECONDS)
+    if attempted and timezone.now() - attempted < grace:
+        return "waiting for the uncertain dispatch"
+    detail = "dispatch outcome unknown and no callback bound a job id within the grace period"
+    if transitions.refuse_dispatch(generation, detail=detail):
+        finish_release(generation)
+    return "uncertain dispatch released"
