@@ -16,8 +16,8 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 COPY . .
-RUN DJANGO_ENV=development DEBUG=true DATABASE_URL=postgresql://build@localhost/build \
-    python manage.py collectstatic --noinput
+# The same script `make prod-check` runs: hashed names, the manifest, gzip and brotli copies.
+RUN deploy/build-static
 
 USER app
 EXPOSE 8000

@@ -14,13 +14,14 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev test lint compose-check browser-deps
+.PHONY: help dev test lint compose-check browser-deps static
 
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
 	@echo "make test           run the test suite (PYTEST_ARGS='tests/ledger -x' to narrow it)"
 	@echo "make lint           ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
+	@echo "make static         build static files as the Dockerfile does (hashed, compressed)"
 
 # Rebuilt only when uv.lock changes. uv comes from PATH, else from a small tools venv, else from
 # `pip install --user` (for a Python without the venv module).
@@ -53,7 +54,11 @@ browser-deps:
 	fi
 
 test: $(SYNCED) browser-deps
-	$(PY) -m config.devstack --test -- $(PY) -m pytest $(PYTEST_ARGS)
+	DJANGO_ENV=test $(PY) -m config.devstack --test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The one static build: the Dockerfile runs the same script.
+static: $(SYNCED)
+	PYTHON=$(PY) deploy/build-static
 
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .

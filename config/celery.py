@@ -1,15 +1,39 @@
 """Celery wiring only: configuration comes from Django settings, tasks from each app."""
 
 import os
+import sys
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def refuse_unsafe_start(**_kwargs) -> None:
+    """Stop a production worker or beat before its first task, as config.wsgi stops gunicorn.
+
+    Celery logs and swallows exceptions from signal handlers, so this exits itself.
+    """
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+
+    django.setup()
+    from config.checks import refuse_unsafe_production
+
+    try:
+        refuse_unsafe_production()
+    except ImproperlyConfigured as error:
+        sys.__stderr__.write(f"Configuration error: {error}\n")
+        raise SystemExit(1) from None
+    finally:
+        connections.close_all()  # prefork children must not share this process's connection
 
 
 @task_prerun.connect

@@ -1,7 +1,10 @@
 """Production refuses to start with a development convenience or an unsafe role model.
 
-These run as Django system checks (``manage.py check``, ``runserver``, ``migrate``) and again in
-``config.wsgi`` before gunicorn serves a request, since gunicorn does not run system checks.
+These run as Django system checks (``manage.py check``, ``runserver``, ``migrate``) and again at
+start-up of every long-running process, none of which runs system checks itself: in
+``config.wsgi`` before gunicorn serves a request, and in ``config.celery`` when a worker or beat
+starts. Web, worker and beat hold only the runtime role (``DATABASE_URL``); the role is judged
+from its own connection, so a URL that names another role is caught whatever it is called.
 """
 
 from django.conf import settings
@@ -19,7 +22,7 @@ DEV_SECRET_MARKERS = ("dev-", "whsec_dev", "django-insecure")
 
 @checks.register(checks.Tags.security)
 def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """Refuse development switches, development secrets and a missing owner URL."""
+    """Refuse development switches and development secrets."""
     if not settings.PRODUCTION:
         return []
     errors = []
@@ -39,20 +42,32 @@ def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMe
                     f"{name} is a development secret; generate a real one.", id="config.E002"
                 )
             )
-    if "owner" not in settings.DATABASES:
-        errors.append(
-            checks.Error(
-                "DATABASE_OWNER_URL is not set: production needs the owner/runtime role split.",
-                hint="See docs/deploying.md, 'Database roles'.",
-                id="config.E003",
-            )
-        )
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_callback_secrets(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse an enabled provider whose signed callbacks could not be verified."""
+    babysea = settings.LOCAL_PROVIDER_ENABLED or bool(settings.BABYSEA_API_KEY)
+    enabled = {
+        "PROVIDER_WEBHOOK_SECRET": babysea,
+        "REPLICATE_WEBHOOK_SECRET": bool(settings.REPLICATE_API_TOKEN),
+        "STRIPE_WEBHOOK_SECRET": settings.BILLING_STANDIN_ENABLED,
+    }
+    return [
+        checks.Error(
+            f"{name} is not set, but the provider it verifies is enabled.",
+            hint="Copy the provider's signing secret; `make dev` generates its own into .dev/env.",
+            id="config.E004",
+        )
+        for name, on in enabled.items()
+        if on and not getattr(settings, name)
+    ]
 
 
 @checks.register(checks.Tags.database)
 def check_runtime_role(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
-    """Refuse a runtime role that owns objects, is a superuser or bypasses RLS, or a demo user."""
+    """Refuse a superuser, RLS-bypassing, owning or ledger-writing runtime role, or a demo user."""
     if not settings.PRODUCTION:
         return []
     from django.contrib.auth import get_user_model
@@ -84,6 +99,15 @@ def check_runtime_role(app_configs=None, databases=None, **kwargs) -> list[check
                 id="config.E012",
             )
         )
+    if report["writable_ledger_tables"]:
+        errors.append(
+            checks.Error(
+                f"The runtime role {report['user']} may write "
+                f"{', '.join(report['writable_ledger_tables'])} directly; it must change the "
+                "ledger only through its SQL functions (docs/deploying.md, 'Database roles').",
+                id="config.E014",
+            )
+        )
     if demo_present:
         errors.append(
             checks.Error(
@@ -97,6 +121,6 @@ def refuse_unsafe_production() -> None:
     """Raise before serving when a production check fails (called from the WSGI module)."""
     if not settings.PRODUCTION:
         return
-    problems = check_production_settings() + check_runtime_role()
+    problems = check_production_settings() + check_callback_secrets() + check_runtime_role()
     if problems:
         raise ImproperlyConfigured("; ".join(message.msg for message in problems))

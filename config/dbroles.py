@@ -127,18 +127,30 @@ def drop_database(admin_url: str, dbname: str) -> None:
 
 
 def role_report(conn: psycopg.Connection) -> dict:
-    """Describe the connected role: who it is, what it owns, whether it bypasses anything."""
+    """Describe the connected role: who it is, what it owns, what it bypasses or may write.
+
+    ``writable_ledger_tables`` lists ledger tables it could change directly; the runtime role
+    must reach them only through the ledger's SQL functions, so it should be empty.
+    """
     row = conn.execute(
         """
         SELECT current_user, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
                (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
              + (SELECT count(*) FROM pg_proc p WHERE p.proowner = r.oid)
              + (SELECT count(*) FROM pg_namespace n WHERE n.nspowner = r.oid)
-             + (SELECT count(*) FROM pg_database d WHERE d.datdba = r.oid) AS owned
+             + (SELECT count(*) FROM pg_database d WHERE d.datdba = r.oid) AS owned,
+               ARRAY(
+                   SELECT c.relname::text FROM pg_class c
+                   WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+                     AND c.relname LIKE 'ledger!_%' ESCAPE '!'
+                     AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+                   ORDER BY 1
+               ) AS writable_ledger_tables
         FROM pg_roles r WHERE r.rolname = current_user
         """
     ).fetchone()
     keys = ("user", "superuser", "bypassrls", "createrole", "createdb", "owned_objects")
+    keys += ("writable_ledger_tables",)
     return dict(zip(keys, row, strict=True))
 
 

@@ -64,8 +64,12 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    """Return one of ``choices``."""
+    """Return one of ``choices``; an empty ``default`` makes the variable required."""
     value = (os.environ.get(name, "").strip() or default).lower()
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set: one of {', '.join(choices)} (see .env.example)."
+        )
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
     return value

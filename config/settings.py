@@ -1,6 +1,6 @@
 """Settings for every environment, read from the environment.
 
-Defaults are development values. ``make dev`` writes ``.dev/env`` with random secrets and the
+``DJANGO_ENV`` is required. ``make dev`` writes ``.dev/env`` with random secrets and the
 development switches; production sets ``DJANGO_ENV=production`` and the system checks in
 ``config.checks`` refuse anything that only belongs on a laptop.
 """
@@ -25,11 +25,11 @@ from config.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
+# Never inferred: `make dev` writes development, `make test` and pytest mean test, and anything
+# else must say which it is, so a forgotten variable cannot quietly skip production's checks.
 RUNNING_TESTS = "pytest" in sys.modules
 DJANGO_ENV = env_choice(
-    "DJANGO_ENV",
-    ("development", "test", "production"),
-    "test" if RUNNING_TESTS else "development",
+    "DJANGO_ENV", ("development", "test", "production"), "test" if RUNNING_TESTS else ""
 )
 PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env_bool("DEBUG", False) and not PRODUCTION
@@ -107,6 +107,10 @@ DATABASE_NAME = env_str("DATABASE_NAME", "genmedia")
 _database_url = env_str("DATABASE_URL", "")
 _owner_url = env_str("DATABASE_OWNER_URL", "")
 if not _database_url:
+    if PRODUCTION:
+        # Web, worker and beat connect with the runtime role's own URL, never one derived from
+        # the admin URL, which must stay out of their environment.
+        raise ImproperlyConfigured("DATABASE_URL is not set (the runtime role; see .env.example).")
     if not DATABASE_ADMIN_URL:
         raise ImproperlyConfigured(
             "DATABASE_URL is not set: run through `make dev` or `make test`, or set DATABASE_URL "
@@ -389,10 +393,9 @@ CELERY_BEAT_SCHEDULE["billing-reconcile-invoices"] = {
 # Generation and providers: generation/ and docs/make-it-yours.md.
 # The local provider (a BabySea stand-in, generation/local_provider/) is a development switch.
 LOCAL_PROVIDER_URL = env_str("LOCAL_PROVIDER_URL", "http://127.0.0.1:8010").rstrip("/")
-# Signs BabySea (and local provider) callbacks; a development value only outside production.
-PROVIDER_WEBHOOK_SECRET = env_str(
-    "PROVIDER_WEBHOOK_SECRET", "" if PRODUCTION else "whsec_dev_local_provider"
-)
+# Signs BabySea (and local provider) callbacks; required whenever either is enabled
+# (config.checks). `make dev` generates one into .dev/env.
+PROVIDER_WEBHOOK_SECRET = env_str("PROVIDER_WEBHOOK_SECRET", "")
 BABYSEA_API_KEY = env_str("BABYSEA_API_KEY", "")
 BABYSEA_API_BASE_URL = env_str("BABYSEA_API_BASE_URL", "https://api.us.babysea.ai")
 BABYSEA_OUTPUT_HOSTS = env_list(

@@ -16,6 +16,10 @@ from django.db import connections
 from config.dbroles import RolePlan, bootstrap, drop_database, url_for_database
 from config.env import database_config, with_credentials
 
+# Processes the tests start (workers, manage.py) say which environment they run in, as settings
+# require; pytest itself is recognised by the settings module.
+os.environ.setdefault("DJANGO_ENV", "test")
+
 # Concurrency tests open 50 connections to the live server at once; Django's test server
 # listens with a backlog of 10, so the kernel would reset some before Django sees a byte.
 basehttp.WSGIServer.request_queue_size = 128

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--secret",
-        default=os.environ.get("PROVIDER_WEBHOOK_SECRET", "whsec_dev_local_provider"),
-        help="callback signing secret (PROVIDER_WEBHOOK_SECRET)",
+        default=os.environ.get("PROVIDER_WEBHOOK_SECRET", ""),
+        help="callback signing secret (PROVIDER_WEBHOOK_SECRET; required)",
     )
     parser.add_argument("--api-key", default=os.environ.get("LOCAL_PROVIDER_API_KEY", ""))
     parser.add_argument(
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         help="default fault knobs as JSON, e.g. '{\"duplicate\": 1}'",
     )
     args = parser.parse_args(argv)
+    if not args.secret:
+        parser.error("no callback signing secret: set PROVIDER_WEBHOOK_SECRET or pass --secret")
     logging.basicConfig(level=logging.INFO, format="local-provider %(levelname)s %(message)s")
     config = Config(
         public_url=f"http://{args.host}:{args.port}",

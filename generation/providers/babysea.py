@@ -72,9 +72,7 @@ class BabySeaProvider(Provider):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def configured(self) -> tuple[bool, str]:
-        if settings.LOCAL_PROVIDER_ENABLED:
-            return True, ""
-        if not settings.BABYSEA_API_KEY:
+        if not settings.LOCAL_PROVIDER_ENABLED and not settings.BABYSEA_API_KEY:
             return False, "BabySea is not configured (BABYSEA_API_KEY is empty)."
         if not settings.PROVIDER_WEBHOOK_SECRET:
             return False, "BabySea callbacks cannot be verified (PROVIDER_WEBHOOK_SECRET)."

@@ -1,10 +1,14 @@
-"""Production refuses development conveniences and an unsafe role model."""
+"""Production refuses development conveniences and an unsafe role model.
+
+Every process here gets only the runtime role's ``DATABASE_URL``, as web, worker and beat do.
+"""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +27,6 @@ def production_env(db_urls, **overrides: str) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="app.example.com",
         DJANGO_ADMIN_URL="staff-only-7f3a/",
         DATABASE_URL=db_urls.app,
-        DATABASE_OWNER_URL=db_urls.owner,
         DATABASE_ROLE_PREFIX=db_urls.prefix,
         STRIPE_SECRET_KEY="sk_live_" + "x" * 24,
         STRIPE_WEBHOOK_SECRET="whsec_" + "y" * 32,
@@ -69,10 +72,62 @@ def test_signup_bonus_is_refused(db_urls):
     assert "SIGNUP_BONUS_CREDITS is a development switch" in result.stderr
 
 
-def test_missing_owner_url_is_refused(db_urls):
-    result = manage(production_env(db_urls, DATABASE_OWNER_URL=None), "check")
+def test_runtime_url_alone_serves(db_urls):
+    env = production_env(db_urls)
+    assert not any(key in env for key in ("DATABASE_OWNER_URL", "DATABASE_ADMIN_URL"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_runtime_url_is_refused_not_derived(db_urls, settings):
+    env = production_env(db_urls, DATABASE_URL=None, DATABASE_ADMIN_URL=settings.DATABASE_ADMIN_URL)
+    result = manage(env, "check")
     assert result.returncode != 0
-    assert "DATABASE_OWNER_URL is not set" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: DATABASE_URL is not set (the runtime role; see .env.example)."
+    ]
+
+
+def test_unset_django_env_stops_with_one_line(db_urls):
+    result = manage(production_env(db_urls, DJANGO_ENV=None), "check")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: DJANGO_ENV is not set: one of development, test, production "
+        "(see .env.example)."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("enabling", "secret"),
+    [
+        ({"BABYSEA_API_KEY": "bs_live_" + "k" * 24}, "PROVIDER_WEBHOOK_SECRET"),
+        ({"REPLICATE_API_TOKEN": "r8_" + "t" * 24}, "REPLICATE_WEBHOOK_SECRET"),
+    ],
+)
+def test_enabled_provider_without_its_callback_secret_is_refused(db_urls, enabling, secret):
+    env = production_env(db_urls, **enabling, **{secret: None})
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert f"{secret} is not set, but the provider it verifies is enabled" in result.stderr
+
+
+def test_local_provider_without_a_secret_is_refused_in_development(db_urls):
+    env = production_env(
+        db_urls,
+        DJANGO_ENV="development",
+        LOCAL_PROVIDER_ENABLED="true",
+        PROVIDER_WEBHOOK_SECRET=None,
+    )
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "PROVIDER_WEBHOOK_SECRET is not set" in result.stderr
 
 
 def test_development_secret_is_refused(db_urls):
@@ -85,6 +140,35 @@ def test_runtime_url_pointing_at_the_owner_is_refused(db_urls):
     env = production_env(db_urls, DATABASE_URL=db_urls.owner)
     result = manage(env, "check", "--database", "default")
     assert result.returncode != 0
+    assert "must own nothing" in result.stderr
+    assert (
+        "may write ledger_account, ledger_alert_state, ledger_entry, ledger_hold" in result.stderr
+    )
+
+
+def test_runtime_role_granted_a_ledger_write_is_refused(db_urls):
+    grant = f"GRANT INSERT ON ledger_entry TO {db_urls.prefix}_app"
+    with psycopg.connect(db_urls.owner, autocommit=True) as owner:
+        owner.execute(grant)
+        try:
+            result = manage(production_env(db_urls), "check", "--database", "default")
+        finally:
+            owner.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+    assert result.returncode != 0
+    assert "may write ledger_entry directly" in result.stderr
+    assert "must own nothing" not in result.stderr
+
+
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_celery_refuses_to_start_an_unsafe_production(db_urls, program, tmp_path):
+    env = production_env(db_urls, DATABASE_URL=db_urls.owner)
+    argv = [sys.executable, "-m", "celery", "-A", "config", program, "-l", "warning"]
+    if program == "beat":
+        argv += ["-s", str(tmp_path / "schedule")]
+    else:
+        argv += ["-P", "solo"]
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
     assert "must own nothing" in result.stderr
 
 

@@ -20,6 +20,7 @@ def test_app_connects_as_runtime_role_that_owns_nothing(db_urls):
         "createrole": False,
         "createdb": False,
         "owned_objects": 0,
+        "writable_ledger_tables": [],
     }
 
 
