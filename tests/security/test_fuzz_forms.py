@@ -29,6 +29,7 @@ def provider_on(settings):
 
     settings.LOCAL_PROVIDER_ENABLED = True
     settings.LOCAL_PROVIDER_URL = "http://127.0.0.1:9"
+    settings.PROVIDER_WEBHOOK_SECRET = "whsec_" + "s" * 32  # the provider needs one to count
     reset_providers()
     yield settings
     reset_providers()
