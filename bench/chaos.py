@@ -14,7 +14,7 @@ Then it waits for quiescence and reports operations, faults, tasks in flight at 
 states, hold statuses, anything not terminal, ``ledger_check()``/``ledger_audit()`` rows and each
 user's balance against a model built only from what the clients were told over HTTP (purchases
 Stripe completed, generation pages saying succeeded); the database is read for the report, never
-for the model. Exits 1 on any loss or violation; ends with one JSON line (DESIGN section 9).
+for the model. Exits 1 on any loss or violation; ends with one JSON line (bench/README.md).
 
 Run through the launcher (PostgreSQL with fsync on, S3):
 ``python -m config.devstack --test -- .venv/bin/python bench/chaos.py --quick``.

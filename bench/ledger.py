@@ -1,4 +1,4 @@
-"""Benchmark the ledger functions against a raw guarded UPDATE on one server (DESIGN section 9).
+"""Benchmark the ledger functions against a raw guarded UPDATE on one server (bench/README.md).
 
 Creates two fresh databases (throughput, then scaling) with the project's bootstrap, migrates each
 with ``manage.py migrate`` as the owner, then measures:

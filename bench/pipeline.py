@@ -1,4 +1,4 @@
-"""Benchmark the generation pipeline end to end (DESIGN section 9).
+"""Benchmark the generation pipeline end to end (bench/README.md).
 
 Creates its own database (the project's bootstrap, then ``migrate`` as the owner), starts
 gunicorn, a Celery worker and the local provider (its default delay, small outputs), then submits

@@ -1,4 +1,4 @@
-"""Benchmark the Stripe webhook end to end under gunicorn (DESIGN section 9).
+"""Benchmark the Stripe webhook end to end under gunicorn (bench/README.md).
 
 Creates its own database with the project's bootstrap and migrations, seeds N buyers with one
 open Checkout stand-in purchase each, starts the app under gunicorn with the stand-in on (so the

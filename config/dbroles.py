@@ -1,4 +1,4 @@
-"""Create the database and its roles (DESIGN section 2), idempotently.
+"""Create the database and its roles (docs/design.md §3), idempotently.
 
 Only ``manage.py db_bootstrap``, the test setup and the benchmarks call this, with a superuser or
 CREATEROLE connection. Migrations never create roles: they read the role prefix from the database

@@ -1,4 +1,4 @@
-"""One way to tell operators something needs a human (DESIGN section 8)."""
+"""One way to tell operators something needs a human (docs/design.md §9)."""
 
 import logging
 import threading

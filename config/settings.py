@@ -99,7 +99,7 @@ TEMPLATES = [
     },
 ]
 
-# Database: three roles (DESIGN section 2). The app connects as the runtime role; migrations run
+# Database: three roles (docs/design.md §3). The app connects as the runtime role; migrations run
 # as the owner; only `manage.py db_bootstrap` uses the admin URL. With only DATABASE_ADMIN_URL set
 # (the embedded server, a fresh CI database) the two role URLs derive from it.
 DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "")
@@ -229,7 +229,7 @@ MEDIA_BACKEND = env_choice("MEDIA_BACKEND", ("s3", "filesystem"), "s3")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".dev" / "media")))
 MEDIA_SIGNED_URL_SECONDS = env_int("MEDIA_SIGNED_URL_SECONDS", 300, minimum=1)
 
-# Celery: at-least-once delivery; every task is idempotent (DESIGN section 4).
+# Celery: at-least-once delivery; every task is idempotent (docs/design.md §5).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -261,7 +261,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 # Below this many available credits a user gets one notice per descent (ledger/tasks.py).
 LEDGER_LOW_BALANCE_THRESHOLD = env_int("LEDGER_LOW_BALANCE_THRESHOLD", 100, minimum=1)
 
-# Development switches (DESIGN section 7): explicit, never inferred from DEBUG.
+# Development switches (docs/design.md §8): explicit, never inferred from DEBUG.
 BILLING_STANDIN_ENABLED = env_bool("BILLING_STANDIN_ENABLED", False)
 LOCAL_PROVIDER_ENABLED = env_bool("LOCAL_PROVIDER_ENABLED", False)
 INGEST_ALLOW_PRIVATE_HOSTS = env_bool("INGEST_ALLOW_PRIVATE_HOSTS", False)

@@ -1,4 +1,4 @@
-"""The ledger's public face: typed calls onto the SQL functions (DESIGN section 3).
+"""The ledger's public face: typed calls onto the SQL functions (docs/ledger.md).
 
 Each operation is one function call in autocommit on Django's ``default`` connection (the
 runtime role). PostgreSQL decides every outcome; this module only validates arguments early,

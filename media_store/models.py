@@ -20,7 +20,7 @@ class Asset(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source_host = models.CharField(max_length=255, blank=True, default="")
-    # Set while the generation is unpaid (DESIGN section 4): the owner sees a "withheld" page.
+    # Set while the generation is unpaid (docs/design.md §5): the owner sees a "withheld" page.
     withheld = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
 

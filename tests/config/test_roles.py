@@ -1,4 +1,4 @@
-"""The role model, audited from the app's own connection (DESIGN section 2)."""
+"""The role model, audited from the app's own connection (docs/design.md §3)."""
 
 import psycopg
 import pytest

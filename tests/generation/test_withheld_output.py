@@ -1,4 +1,4 @@
-"""Output of an unpaid generation is withheld until paid (DESIGN section 4), then unlocks itself."""
+"""Unpaid output is withheld until paid (docs/design.md §5), then unlocks itself."""
 
 import pytest
 from django.test import Client

@@ -1,4 +1,4 @@
-"""Every ledger function and every status word of DESIGN section 3, through ledger.api."""
+"""Every ledger function and every status word of docs/ledger.md, through ledger.api."""
 
 import uuid
 from datetime import timedelta
