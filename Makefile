@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev test lint compose-check browser-deps static
+.PHONY: help dev test lint compose-check browser-deps static ledger-sql
 
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint           ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
 	@echo "make static         build static files as the Dockerfile does (hashed, compressed)"
+	@echo "make ledger-sql     rewrite ledger/sql/current/ from a freshly migrated database"
 
 # Rebuilt only when uv.lock changes. uv comes from PATH, else from a small tools venv, else from
 # `pip install --user` (for a Python without the venv module).
@@ -67,3 +68,8 @@ lint: $(SYNCED)
 
 compose-check: $(SYNCED)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+# Today's definition of every ledger function, one file each, from a scratch database migrated
+# on an embedded (or the configured) PostgreSQL; tests/ledger/test_current_sql.py checks them.
+ledger-sql: $(SYNCED)
+	DJANGO_ENV=test $(PY) -m config.devstack --test -- $(PY) manage.py ledger dump_sql

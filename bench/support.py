@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,36 +10,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.dbroles import RolePlan, bootstrap, drop_database  # noqa: E402
-from config.env import with_credentials  # noqa: E402
-
-
-def prepare_database(admin_url: str, dbname: str, **settings: str) -> tuple[dict, RolePlan]:
-    """Bootstrap and migrate a fresh database as production does; return the app's environment.
-
-    ``settings`` are extra environment variables for the app (they win over the defaults here).
-    """
-    plan = RolePlan.for_database(dbname)
-    drop_database(admin_url, dbname)
-    bootstrap(admin_url, plan)
-    env = {
-        "DATABASE_URL": with_credentials(admin_url, user=plan.app, password="", dbname=dbname),
-        "DATABASE_OWNER_URL": with_credentials(
-            admin_url, user=plan.owner, password="", dbname=dbname
-        ),
-        "DATABASE_ROLE_PREFIX": plan.prefix,
-        "DATABASE_NAME": dbname,
-        "DJANGO_ENV": "test",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-        **settings,
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
-    return env, plan
+# Re-exported: every bench prepares its database the way `manage.py ledger dump_sql` does.
+from config.dbroles import prepare_database  # noqa: E402, F401
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -1,11 +1,16 @@
 """Create the database and its roles (docs/design.md §3), idempotently.
 
-Only ``manage.py db_bootstrap``, the test setup and the benchmarks call this, with a superuser or
-CREATEROLE connection. Migrations never create roles: they read the role prefix from the database
-setting ``app.role_prefix`` written here.
+Only ``manage.py db_bootstrap``, the test setup, ``manage.py ledger dump_sql`` and the benchmarks
+call this, with a superuser or CREATEROLE connection. Migrations never create roles: they read
+the role prefix from the database setting ``app.role_prefix`` written here.
 """
 
+import os
+import secrets
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -124,6 +129,35 @@ def drop_database(admin_url: str, dbname: str) -> None:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
         )
+
+
+def prepare_database(admin_url: str, dbname: str, **settings: str) -> tuple[dict, RolePlan]:
+    """Bootstrap and migrate a fresh database as production does; return the app's environment.
+
+    ``migrate`` runs as the owner in a child process, configured by the returned environment;
+    ``settings`` are extra environment variables for it (they win over the defaults here).
+    """
+    plan = RolePlan.for_database(dbname)
+    drop_database(admin_url, dbname)
+    bootstrap(admin_url, plan)
+    env = {
+        "DATABASE_URL": with_credentials(admin_url, user=plan.app, password="", dbname=dbname),
+        "DATABASE_OWNER_URL": with_credentials(
+            admin_url, user=plan.owner, password="", dbname=dbname
+        ),
+        "DATABASE_ROLE_PREFIX": plan.prefix,
+        "DATABASE_NAME": dbname,
+        "DJANGO_ENV": "test",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        **settings,
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--database", "owner", "-v", "0"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env},
+        check=True,
+    )
+    return env, plan
 
 
 def role_report(conn: psycopg.Connection) -> dict:
