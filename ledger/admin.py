@@ -223,7 +223,8 @@ class AccountAdmin(StaffReadOnlyAdmin):
                 else:
                     level = (
                         messages.SUCCESS
-                        if result.status in ("adjusted", "duplicate")
+                        if result.status
+                        in (api.AdjustOutcome.ADJUSTED, api.AdjustOutcome.DUPLICATE)
                         else messages.ERROR
                     )
                     self.message_user(

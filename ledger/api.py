@@ -9,8 +9,7 @@ never session-level settings, so a pooled connection cannot leak them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -24,6 +23,23 @@ from ledger.database import require_ttl as _require_ttl
 from ledger.database import require_uuid as _require_uuid
 from ledger.exceptions import LedgerError, LedgerInputError
 from ledger.models import EntryKind, HoldStatus, LateStatus
+from ledger.results import (
+    AdjustOutcome,
+    AdjustResult,
+    CaptureOutcome,
+    CaptureResult,
+    ClawbackOutcome,
+    ClawbackResult,
+    ExtendOutcome,
+    ExtendResult,
+    GrantOutcome,
+    GrantResult,
+    HoldOutcome,
+    HoldResult,
+    ReleaseOutcome,
+    ReleaseResult,
+    Violation,
+)
 from ledger.selectors import (
     Balance,
     BalanceHistory,
@@ -35,26 +51,27 @@ from ledger.selectors import (
 )
 
 __all__ = [
-    "ADJUST_STATUSES",
-    "CAPTURE_STATUSES",
-    "CLAWBACK_STATUSES",
-    "ENTRY_KINDS",
-    "EXTEND_STATUSES",
-    "GRANT_STATUSES",
-    "HOLD_STATUSES",
-    "LATE_STATUSES",
-    "RELEASE_STATUSES",
+    "AdjustOutcome",
     "AdjustResult",
     "Balance",
     "BalanceHistory",
+    "CaptureOutcome",
     "CaptureResult",
+    "ClawbackOutcome",
     "ClawbackResult",
+    "EntryKind",
+    "ExtendOutcome",
     "ExtendResult",
+    "GrantOutcome",
     "GrantResult",
+    "HoldOutcome",
     "HoldResult",
+    "HoldStatus",
     "JournalPage",
+    "LateStatus",
     "LedgerError",
     "LedgerInputError",
+    "ReleaseOutcome",
     "ReleaseResult",
     "Violation",
     "adjust",
@@ -76,71 +93,6 @@ __all__ = [
     "release",
 ]
 
-GRANT_STATUSES = ("granted", "duplicate", "conflict")
-HOLD_STATUSES = ("held", "insufficient", "duplicate", "conflict")
-CAPTURE_STATUSES = ("captured", "duplicate", "late_charged", "unpaid", "not_found", "conflict")
-RELEASE_STATUSES = ("released", "duplicate", "already_captured", "not_found")
-EXTEND_STATUSES = ("extended", "not_pending", "not_found")
-ADJUST_STATUSES = ("adjusted", "insufficient", "duplicate", "conflict")
-CLAWBACK_STATUSES = ("clawed_back", "partial", "duplicate", "conflict")
-HOLD_LIFECYCLE = tuple(HoldStatus.values)
-LATE_STATUSES = tuple(LateStatus.values)
-ENTRY_KINDS = tuple(EntryKind.values)
-
-
-@dataclass(frozen=True)
-class GrantResult:
-    status: str
-    entry_id: int | None
-    available: int
-
-
-@dataclass(frozen=True)
-class HoldResult:
-    status: str
-    hold_id: UUID | None
-    available: int
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    status: str
-    captured: int
-    available: int
-
-
-@dataclass(frozen=True)
-class ReleaseResult:
-    status: str
-    released: int
-    available: int
-
-
-@dataclass(frozen=True)
-class ExtendResult:
-    status: str
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class AdjustResult:
-    status: str
-    entry_id: int | None
-    available: int
-
-
-@dataclass(frozen=True)
-class ClawbackResult:
-    status: str
-    taken: int
-    shortfall: int
-
-
-@dataclass(frozen=True)
-class Violation:
-    invariant: str
-    detail: str
-
 
 def grant(account_id: UUID, amount: int, *, key: str, source: str, memo: str = "") -> GrantResult:
     """Add credits to an account, at most once per key (granted | duplicate | conflict).
@@ -156,8 +108,11 @@ def grant(account_id: UUID, amount: int, *, key: str, source: str, memo: str = "
         "SELECT * FROM ledger_grant(%s, %s, %s, %s, %s)",
         [account_id, amount, key, source, memo or ""],
     )
-    result = GrantResult(row[0], row[1], row[2] or 0)
-    if result.status == "granted" and result.available - amount < low_balance_threshold():
+    result = GrantResult(GrantOutcome(row[0]), row[1], row[2] or 0)
+    if (
+        result.status == GrantOutcome.GRANTED
+        and result.available - amount < low_balance_threshold()
+    ):
         # Only a balance that started below the threshold can have fired a notice to re-arm.
         _queue_low_balance_notice(account_id)
     return result
@@ -174,8 +129,8 @@ def hold(account_id: UUID, reference: str, amount: int, *, ttl: timedelta) -> Ho
     _require_amount(amount)
     _require_ttl(ttl)
     row = _call("SELECT * FROM ledger_hold(%s, %s, %s, %s)", [account_id, reference, amount, ttl])
-    result = HoldResult(row[0], row[1], row[2] or 0)
-    if result.status == "held" and result.available < low_balance_threshold():
+    result = HoldResult(HoldOutcome(row[0]), row[1], row[2] or 0)
+    if result.status == HoldOutcome.HELD and result.available < low_balance_threshold():
         _queue_low_balance_notice(account_id)
     return result
 
@@ -192,14 +147,14 @@ def capture(reference: str, amount: int | None = None) -> CaptureResult:
     if amount is not None:
         _require_amount(amount)
     row = _call("SELECT * FROM ledger_capture(%s, %s)", [reference, amount])
-    return CaptureResult(row[0], row[1] or 0, row[2] or 0)
+    return CaptureResult(CaptureOutcome(row[0]), row[1] or 0, row[2] or 0)
 
 
 def release(reference: str) -> ReleaseResult:
     """Return a pending hold's credits (released | duplicate | already_captured | not_found)."""
     _require_text("reference", reference)
     row = _call("SELECT * FROM ledger_release(%s)", [reference])
-    return ReleaseResult(row[0], row[1] or 0, row[2] or 0)
+    return ReleaseResult(ReleaseOutcome(row[0]), row[1] or 0, row[2] or 0)
 
 
 def extend(reference: str, *, ttl: timedelta) -> ExtendResult:
@@ -207,7 +162,7 @@ def extend(reference: str, *, ttl: timedelta) -> ExtendResult:
     _require_text("reference", reference)
     _require_ttl(ttl)
     row = _call("SELECT * FROM ledger_extend(%s, %s)", [reference, ttl])
-    return ExtendResult(row[0], row[1])
+    return ExtendResult(ExtendOutcome(row[0]), row[1])
 
 
 def expire_due(max_rows: int = 1000) -> int:
@@ -238,9 +193,9 @@ def adjust(account_id: UUID, delta: int, *, key: str, actor: str, reason: str) -
     row = _call(
         "SELECT * FROM ledger_adjust(%s, %s, %s, %s, %s)", [account_id, delta, key, actor, reason]
     )
-    result = AdjustResult(row[0], row[1], row[2] or 0)
+    result = AdjustResult(AdjustOutcome(row[0]), row[1], row[2] or 0)
     if (
-        result.status == "adjusted"
+        result.status == AdjustOutcome.ADJUSTED
         and delta > 0
         and result.available - delta < low_balance_threshold()
     ):
@@ -263,7 +218,7 @@ def clawback(
         "SELECT * FROM ledger_clawback(%s, %s, %s, %s, %s)",
         [account_id, amount, key, source, memo or ""],
     )
-    return ClawbackResult(row[0], row[1] or 0, row[2] or 0)
+    return ClawbackResult(ClawbackOutcome(row[0]), row[1] or 0, row[2] or 0)
 
 
 def request_balance(request) -> Balance:
@@ -277,7 +232,7 @@ def request_balance(request) -> Balance:
     return cached
 
 
-def hold_status(reference: str) -> str | None:
+def hold_status(reference: str) -> HoldStatus | LateStatus | None:
     """Return the hold's status, or its late outcome once it has one (None when unknown)."""
     _require_text("reference", reference)
     with reading_as_staff() as cursor:
@@ -285,7 +240,7 @@ def hold_status(reference: str) -> str | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return row[1] or row[0]
+    return LateStatus(row[1]) if row[1] else HoldStatus(row[0])
 
 
 def check() -> list[Violation]:

@@ -45,10 +45,10 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
             generation.cost,
             ttl=timedelta(seconds=generation.hold_ttl_seconds),
         )
-        if result.status in ("held", "duplicate"):
+        if result.status in (ledger.HoldOutcome.HELD, ledger.HoldOutcome.DUPLICATE):
             if not transitions.reserve(generation):
                 generation.refresh_from_db()  # another run reserved it, or it moved on
-        elif result.status == "insufficient":
+        elif result.status == ledger.HoldOutcome.INSUFFICIENT:
             transitions.reject(generation, available=result.available)
             return "rejected"
         else:

@@ -17,7 +17,7 @@ from ledger import api as ledger
 def finish_release(generation: Generation) -> str:
     """Release the hold claimed by a failed or canceled transition and clear the claim."""
     result = ledger.release(generation.hold_reference)
-    if result.status == "already_captured":
+    if result.status == ledger.ReleaseOutcome.ALREADY_CAPTURED:
         ops_alert(
             "Released generation was captured",
             f"{generation.hold_reference} is {generation.status} but its hold was captured",
@@ -32,12 +32,16 @@ def finish_capture(generation: Generation) -> str:
     """Capture the hold claimed for a success; the outcome picks succeeded or unpaid."""
     was_unpaid = generation.status == Status.UNPAID
     result = ledger.capture(generation.hold_reference)
-    if result.status in ("captured", "duplicate", "late_charged"):
+    if result.status in (
+        ledger.CaptureOutcome.CAPTURED,
+        ledger.CaptureOutcome.DUPLICATE,
+        ledger.CaptureOutcome.LATE_CHARGED,
+    ):
         transitions.record_capture(
             generation, to_status=Status.SUCCEEDED, ledger_status=result.status
         )
-    elif result.status == "unpaid":
-        transitions.record_capture(generation, to_status=Status.UNPAID, ledger_status="unpaid")
+    elif result.status == ledger.CaptureOutcome.UNPAID:
+        transitions.record_capture(generation, to_status=Status.UNPAID, ledger_status=result.status)
         if not was_unpaid:
             ops_alert(
                 "Generation unpaid",

@@ -36,7 +36,7 @@ def reconcile_generation(generation_id: uuid.UUID | str) -> str:
     try:
         report = provider.status(generation.provider_job_id)
     except ProviderTemporaryError as error:
-        if ledger.hold_status(generation.hold_reference) == "expired":
+        if ledger.hold_status(generation.hold_reference) == ledger.HoldStatus.EXPIRED:
             transitions.expire(generation, detail=f"provider unreachable: {error}")
             return "expired (provider unreachable)"
         raise
@@ -49,7 +49,7 @@ def reconcile_generation(generation_id: uuid.UUID | str) -> str:
         apply_report(generation, report)
         return f"running (hold {extended.status})"
     if report.state == JobState.MISSING:
-        if ledger.hold_status(generation.hold_reference) == "expired":
+        if ledger.hold_status(generation.hold_reference) == ledger.HoldStatus.EXPIRED:
             transitions.expire(generation, detail="provider does not know the job")
             return "expired"
         return settle_failure(

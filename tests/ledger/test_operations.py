@@ -145,3 +145,30 @@ def test_only_grants_from_below_the_threshold_queue_a_re_arm(alice, ref, setting
     api.grant(alice.pk, 30, key=ref("k"), source="test")  # 60 -> 90: started above
     api.adjust(alice.pk, 5, key=ref("k"), actor="test", reason="goodwill")  # 90 -> 95: above
     assert queued == [alice.pk, alice.pk]
+
+
+def test_every_answer_is_a_member_of_its_operations_enum(alice, bob, ref):
+    """Each call returns its contract's enum member, so callers compare members, not strings."""
+    grant = api.grant(alice.pk, 10, key=ref("g"), source="test")
+    job = ref("job")
+    held = api.hold(alice.pk, job, 4, ttl=TTL)
+    refused = api.hold(bob.pk, ref("job"), 4, ttl=TTL)
+    extended = api.extend(job, ttl=TTL)
+    captured = api.capture(job)
+    released = api.release(job)
+    adjusted = api.adjust(alice.pk, 1, key=ref("a"), actor="test", reason="enum check")
+    clawed = api.clawback(alice.pk, 100, key=ref("c"), source="test")
+    answers = [
+        (grant.status, api.GrantOutcome.GRANTED),
+        (held.status, api.HoldOutcome.HELD),
+        (refused.status, api.HoldOutcome.INSUFFICIENT),
+        (extended.status, api.ExtendOutcome.EXTENDED),
+        (captured.status, api.CaptureOutcome.CAPTURED),
+        (released.status, api.ReleaseOutcome.ALREADY_CAPTURED),
+        (adjusted.status, api.AdjustOutcome.ADJUSTED),
+        (clawed.status, api.ClawbackOutcome.PARTIAL),
+    ]
+    for status, member in answers:
+        assert type(status) is type(member) and status is member
+    assert api.hold_status(job) is api.HoldStatus.CAPTURED
+    assert api.hold_status(ref("unknown")) is None

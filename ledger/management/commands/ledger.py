@@ -62,7 +62,7 @@ class Command(BaseCommand):
         except LedgerError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"{result.status}: entry {result.entry_id}, available {result.available}")
-        if result.status not in ("adjusted", "duplicate"):
+        if result.status not in (api.AdjustOutcome.ADJUSTED, api.AdjustOutcome.DUPLICATE):
             raise CommandError(f"adjustment {result.status}", returncode=1)
 
     def dump_sql(self) -> None:
