@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev test lint compose-check browser-deps static ledger-sql
+.PHONY: help dev test lint compose-check browser-deps static ledger-sql prod-check
 
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
@@ -23,6 +23,7 @@ help:
 	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
 	@echo "make static         build static files as the Dockerfile does (hashed, compressed)"
 	@echo "make ledger-sql     rewrite ledger/sql/current/ from a freshly migrated database"
+	@echo "make prod-check     run gunicorn, worker and beat as production and walk a journey"
 
 # Rebuilt only when uv.lock changes. uv comes from PATH, else from a small tools venv, else from
 # `pip install --user` (for a Python without the venv module).
@@ -60,6 +61,10 @@ test: $(SYNCED) browser-deps
 # The one static build: the Dockerfile runs the same script.
 static: $(SYNCED)
 	PYTHON=$(PY) deploy/build-static
+
+# Production, run for real and walked over HTTP (tests/production): ARGS="--screenshots DIR".
+prod-check: $(SYNCED)
+	$(PY) -m config.devstack --test -- $(PY) -m tests.production $(ARGS)
 
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .

@@ -103,6 +103,7 @@ def _client(api_key: str, api_version: str, retries: int) -> stripe.StripeClient
         stripe_version=api_version,
         max_network_retries=retries,
         http_client=build_http_client(),
+        base_addresses={"api": settings.STRIPE_API_BASE_URL},
     )
 
 

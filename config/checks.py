@@ -7,6 +7,8 @@ starts. Web, worker and beat hold only the runtime role (``DATABASE_URL``); the 
 from its own connection, so a URL that names another role is caught whatever it is called.
 """
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +20,7 @@ DEV_SWITCHES = (
     "SIGNUP_BONUS_CREDITS",
 )
 DEV_SECRET_MARKERS = ("dev-", "whsec_dev", "django-insecure")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @checks.register(checks.Tags.security)
@@ -34,6 +37,14 @@ def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMe
                     id="config.E001",
                 )
             )
+    stripe_api = urlsplit(settings.STRIPE_API_BASE_URL)
+    if stripe_api.scheme != "https" and stripe_api.hostname not in LOOPBACK_HOSTS:
+        errors.append(
+            checks.Error(
+                "STRIPE_API_BASE_URL must be https (plain http only to a loopback address).",
+                id="config.E003",
+            )
+        )
     for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PROVIDER_WEBHOOK_SECRET"):
         value = getattr(settings, name, "") or ""
         if any(marker in value for marker in DEV_SECRET_MARKERS):
@@ -67,8 +78,12 @@ def check_callback_secrets(app_configs=None, **kwargs) -> list[checks.CheckMessa
 
 @checks.register(checks.Tags.database)
 def check_runtime_role(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
-    """Refuse a superuser, RLS-bypassing, owning or ledger-writing runtime role, or a demo user."""
-    if not settings.PRODUCTION:
+    """Refuse a superuser, RLS-bypassing, owning or ledger-writing runtime role, or a demo user.
+
+    Like Django's own database checks it runs only when asked for the ``default`` database
+    (``check --database default``, start-up), so ``db_bootstrap`` can run before the role exists.
+    """
+    if not settings.PRODUCTION or "default" not in (databases or ()):
         return []
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -121,6 +136,7 @@ def refuse_unsafe_production() -> None:
     """Raise before serving when a production check fails (called from the WSGI module)."""
     if not settings.PRODUCTION:
         return
-    problems = check_production_settings() + check_callback_secrets() + check_runtime_role()
+    problems = check_production_settings() + check_callback_secrets()
+    problems += check_runtime_role(databases=["default"])
     if problems:
         raise ImproperlyConfigured("; ".join(message.msg for message in problems))

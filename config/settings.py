@@ -363,6 +363,9 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_VERSION = "2026-10-28.endive"
 STRIPE_LIVEMODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+# Where stripe-python sends API calls. Production requires https; plain http is accepted only
+# for a loopback address, which is how `make prod-check` points it at a local fake Stripe.
+STRIPE_API_BASE_URL = env_str("STRIPE_API_BASE_URL", "https://api.stripe.com").rstrip("/")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
 # Stripe accepts 30 minutes to 24 hours.
 BILLING_CHECKOUT_EXPIRY_MINUTES = env_int("BILLING_CHECKOUT_EXPIRY_MINUTES", 30, minimum=30)
@@ -448,6 +451,10 @@ INGEST_CONNECT_TIMEOUT_SECONDS = env_int("INGEST_CONNECT_TIMEOUT_SECONDS", 5, mi
 INGEST_READ_TIMEOUT_SECONDS = env_int("INGEST_READ_TIMEOUT_SECONDS", 30, minimum=1)
 INGEST_TOTAL_TIMEOUT_SECONDS = env_int("INGEST_TOTAL_TIMEOUT_SECONDS", 120, minimum=1)
 INGEST_MAX_IMAGE_PIXELS = env_int("INGEST_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
+# Output hosts, named exactly, that may resolve to private addresses: your own GPU box on an
+# internal network. Production allows this; it never allows private addresses wholesale
+# (INGEST_ALLOW_PRIVATE_HOSTS is a development switch). Each must also be a provider output host.
+INGEST_INTERNAL_HOSTS = [host.lower().rstrip(".") for host in env_list("INGEST_INTERNAL_HOSTS", [])]
 MEDIA_THUMBNAIL_PIXELS = env_int("MEDIA_THUMBNAIL_PIXELS", 512, minimum=16)
 # An object with no asset row older than this is a crashed ingest's leftover (an ingest takes at
 # most INGEST_TOTAL_TIMEOUT_SECONDS plus its upload); the daily sweep deletes it.

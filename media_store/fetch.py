@@ -102,7 +102,7 @@ def _checked_address(url: httpx.URL, allowed_hosts: Sequence[str], resolver: Res
         addresses = resolver(host, url.port or (443 if url.scheme == "https" else 80))
     if not addresses:
         raise IngestTemporaryError(f"{host} resolved to nothing")
-    if not settings.INGEST_ALLOW_PRIVATE_HOSTS:
+    if not settings.INGEST_ALLOW_PRIVATE_HOSTS and host not in settings.INGEST_INTERNAL_HOSTS:
         # Refuse if any answer is private: a mixed answer is a rebinding attempt, not a CDN.
         private = [a for a in addresses if not address_is_public(a)]
         if private:

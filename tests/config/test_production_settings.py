@@ -130,6 +130,20 @@ def test_local_provider_without_a_secret_is_refused_in_development(db_urls):
     assert "PROVIDER_WEBHOOK_SECRET is not set" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("base", "refused"),
+    [
+        ("http://api.stripe.example", True),
+        ("http://127.0.0.1:9999", False),
+        ("https://api.stripe.com", False),
+    ],
+)
+def test_stripe_api_base_must_be_https_unless_loopback(db_urls, base, refused):
+    result = manage(production_env(db_urls, STRIPE_API_BASE_URL=base), "check")
+    assert ("STRIPE_API_BASE_URL must be https" in result.stderr) is refused
+    assert (result.returncode != 0) is refused
+
+
 def test_development_secret_is_refused(db_urls):
     env = production_env(db_urls, DJANGO_SECRET_KEY="dev-" + "k" * 60)
     result = manage(env, "check")

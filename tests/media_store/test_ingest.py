@@ -241,6 +241,22 @@ def test_loopback_source_is_refused_without_the_development_switch(payload_serve
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("private_hosts_refused")
+def test_only_a_named_internal_host_may_be_private(payload_server, ids, settings):
+    """INGEST_INTERNAL_HOSTS trusts the hosts it names (a team's own GPU box), nothing else."""
+    settings.INGEST_INTERNAL_HOSTS = ["127.0.0.1"]
+    url = payload_server.serve("/gpu.png", image_bytes("PNG"))
+    _ingest(ids, url, allowed=["127.0.0.1", "localhost"])
+    assert len(payload_server.requests) == 1
+    with pytest.raises(api.IngestRefused) as refused:
+        _ingest(
+            ids, url.replace("127.0.0.1", "localhost"), allowed=["127.0.0.1", "localhost"], index=1
+        )
+    assert refused.value.reason == "private_address"
+    assert len(payload_server.requests) == 1
+
+
+@pytest.mark.django_db
 @pytest.mark.usefixtures("private_hosts_allowed")
 def test_host_outside_the_allow_list_is_refused_even_with_the_switch_on(payload_server, ids):
     """The allow-list applies in development too; nothing is fetched."""
