@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "billing",
     "generation",
     "media_store",
+    "pages",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -93,7 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.site",
-                "accounts.context_processors.balance",
+                "pages.context_processors.balance",
             ],
         },
     },
@@ -167,7 +168,7 @@ AUTH_PASSWORD_VALIDATORS = [
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "accounts:dashboard"
+LOGIN_REDIRECT_URL = "pages:dashboard"
 
 # allauth: email login, mandatory verification, its rate limits on (they use the cache).
 ACCOUNT_LOGIN_METHODS = {"email"}

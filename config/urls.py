@@ -5,11 +5,10 @@ from django.urls import include, path
 from config import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("livez", views.livez, name="livez"),
     path("accounts/", include("allauth.urls")),
-    path("", include("accounts.urls")),
+    path("", include("pages.urls")),
     path("billing/", include("billing.urls")),
     path("generations/", include("generation.urls")),
     path("media/", include("media_store.urls")),

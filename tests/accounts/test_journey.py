@@ -48,11 +48,11 @@ def test_signup_verify_login_logout_reset(client):
         reverse("account_login"), {"login": email, "password": "a-Strong-passphrase-42"}
     )
     assert response.status_code == 302
-    assert response.url == reverse("accounts:dashboard")
-    assert client.get(reverse("accounts:dashboard")).status_code == 200
+    assert response.url == reverse("pages:dashboard")
+    assert client.get(reverse("pages:dashboard")).status_code == 200
 
     client.post(reverse("account_logout"))
-    assert client.get(reverse("accounts:dashboard")).status_code == 302
+    assert client.get(reverse("pages:dashboard")).status_code == 302
 
     client.post(reverse("account_reset_password"), {"email": email})
     reset_path = link_in(mail.outbox[-1])

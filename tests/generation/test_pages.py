@@ -168,7 +168,7 @@ def test_gallery_reads_every_preview_in_one_query(alice_client, alice):
         with CaptureQueriesContext(connection) as history:
             html = alice_client.get(reverse("generation:history")).content.decode()
         with CaptureQueriesContext(connection) as dashboard:
-            alice_client.get(reverse("accounts:dashboard"))
+            alice_client.get(reverse("pages:dashboard"))
         return len(history.captured_queries) + len(dashboard.captured_queries), html
 
     two, _ = queries_for(2)

@@ -108,7 +108,7 @@ def test_asset_partial_links_only_to_app_urls(alices_image):
 
 def test_pages_allow_the_signed_url_origin_for_images_and_video(client, settings):
     """Browsers check img-src and media-src on the redirect target, so the S3 origin is listed."""
-    policy = client.get(reverse("home"))["Content-Security-Policy"]
+    policy = client.get(reverse("pages:home"))["Content-Security-Policy"]
     directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
     origin = settings.AWS_S3_PUBLIC_ENDPOINT_URL.rstrip("/")
     assert origin in directives["img-src"].split()

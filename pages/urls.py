@@ -1,9 +1,10 @@
 from django.urls import path
 
-from accounts import views
+from pages import views
 
-app_name = "accounts"
+app_name = "pages"
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("dashboard/", views.dashboard, name="dashboard"),
 ]

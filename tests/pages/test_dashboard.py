@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_dashboard_shows_balances_and_an_empty_state(alice_client, alice):
     ledger.grant(alice.id, 250, key=f"test:{uuid.uuid4()}", source="test")
-    response = alice_client.get(reverse("accounts:dashboard"))
+    response = alice_client.get(reverse("pages:dashboard"))
     text = response.content.decode()
     assert response.status_code == 200
     assert ">250<" in text
@@ -19,12 +19,12 @@ def test_dashboard_shows_balances_and_an_empty_state(alice_client, alice):
 
 
 def test_dashboard_without_credits_points_to_billing(alice_client):
-    text = alice_client.get(reverse("accounts:dashboard")).content.decode()
+    text = alice_client.get(reverse("pages:dashboard")).content.decode()
     assert "You need at least" in text
     assert reverse("billing:overview") in text
 
 
 def test_dashboard_needs_login(client):
-    response = client.get(reverse("accounts:dashboard"))
+    response = client.get(reverse("pages:dashboard"))
     assert response.status_code == 302
     assert response.url.startswith(reverse("account_login"))
