@@ -18,7 +18,8 @@ times, alternating a resend of the same delivery and a new delivery id), ``fail_
 polling still works), ``crash`` (the job vanishes mid-way: 404 and no callback), ``output_404``
 (output files answer 404), ``vanish_ms`` (the job answers 404 for that long, then succeeds and
 calls back late), ``callback_delay_ms`` (wait before sending the final callback),
-``slow_output_ms`` (output downloads stall that long first: a settle caught mid-ingest).
+``slow_output_ms`` (output downloads stall that long first: a settle caught mid-ingest),
+``corrupt_output`` (outputs are served cut off halfway: a file that is not what it claims).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -55,6 +57,7 @@ FAULT_KEYS = {
     "vanish_ms": int,
     "callback_delay_ms": int,
     "slow_output_ms": int,
+    "corrupt_output": bool,
 }
 
 
@@ -182,12 +185,24 @@ class LocalProvider:
             job.status, job.error, job.error_code = "failed", "The model failed.", "BSE3001"
         else:
             outputs = []
-            if job.route == "video":
+            fmt = str(body.get("generation_output_format", ""))
+            if job.route == "video" and fmt in render.VIDEO_FORMATS:
+                seconds = int(body.get("generation_duration") or 2)
+                short = render.RESOLUTIONS.get(str(body.get("generation_resolution")), 480)
+                wide, tall = render.RATIOS.get(ratio, (1, 1))
+                data = render.render_video(
+                    prompt,
+                    ratio=ratio,
+                    seconds=seconds,
+                    fmt=fmt,
+                    base=math.ceil(short * max(wide, tall) / min(wide, tall)),
+                )
+                outputs.append((fmt, data, render.VIDEO_FORMATS[fmt][2]))
+            elif job.route == "video":
                 seconds = int(body.get("generation_duration") or 2)
                 data = render.render_animation(prompt, ratio=ratio, seconds=seconds)
                 outputs.append(("webp", data, "image/webp"))
             else:
-                fmt = str(body.get("generation_output_format", "png"))
                 fmt = fmt if fmt in render.CONTENT_TYPES else "png"
                 for index in range(max(1, min(int(body.get("generation_output_number", 1)), 4))):
                     data = render.render_image(
@@ -323,7 +338,9 @@ def models_payload() -> list[dict]:
         names = {p.name for p in spec.parameters}
         if "duration" in names:
             schema["generation_duration"] = [int(v) for v in spec.parameter("duration").choices]
-            schema["generation_output_format"] = ["webp"]
+            schema["generation_output_format"] = (
+                ["webp"] if spec.kind == "animation" else list(render.VIDEO_FORMATS)
+            )
             schema["generation_output_number"] = 1
         else:
             schema["generation_output_format"] = list(spec.parameter("output_format").choices)
@@ -481,6 +498,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "BSE4004", "no such file") from None
         if job.faults.get("slow_output_ms"):
             time.sleep(job.faults["slow_output_ms"] / 1000)
+        if job.faults.get("corrupt_output"):
+            data = data[: len(data) // 2]
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
