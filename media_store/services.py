@@ -44,22 +44,16 @@ def ingest_asset(
 
     download = fetch.download(source_url, allowed_hosts)
     try:
-        content_type = sniff.sniff(download.head)
-        if content_type is None:
-            raise IngestRefused("unsupported_type", "not PNG, JPEG, WebP, GIF, MP4 or WebM")
-        info = sniff.inspect(
-            download.body, content_type, max_pixels=settings.INGEST_MAX_IMAGE_PIXELS
+        info, thumb = sniff.examine(
+            download.body,
+            download.head,
+            max_pixels=settings.INGEST_MAX_IMAGE_PIXELS,
+            preview_pixels=settings.MEDIA_THUMBNAIL_PIXELS,
         )
+        content_type = info.content_type
         asset_id = uuid.uuid4()
         base = f"{owner_id}/{generation_id}/{index}-{asset_id}"
         key = f"{base}.{sniff.EXTENSIONS[content_type]}"
-        thumb = None
-        if content_type in sniff.IMAGE_TYPES:
-            try:
-                thumb = sniff.thumbnail(download.body, pixels=settings.MEDIA_THUMBNAIL_PIXELS)
-            except Exception as error:
-                # verify() does not decode every format fully; a truncated JPEG fails here.
-                raise IngestRefused("unsupported_type", f"undecodable image: {error}") from None
         thumbnail_key = f"{base}-thumb.webp" if thumb is not None else ""
         download.body.seek(0)
         _upload(key, download.body, content_type, download.size, thumbnail_key, thumb)

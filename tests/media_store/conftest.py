@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import time
 import uuid
@@ -13,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from PIL import Image
+
+from generation.local_provider import render
 
 
 @dataclass
@@ -141,37 +142,14 @@ def image_bytes(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
     return out.getvalue()
 
 
-def _box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+def mp4_bytes(seconds: int = 2, width: int = 320) -> bytes:
+    """A real H.264 MP4 (4:3), as the local provider renders it."""
+    return render.render_video("sample clip", ratio="4:3", seconds=seconds, base=width)
 
 
-def mp4_bytes(duration_ms: int = 2500, width: int = 320, height: int = 240) -> bytes:
-    """A minimal ISO-BMFF file: ftyp, moov (mvhd, trak/tkhd) and an mdat."""
-    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2avc1mp41")
-    mvhd = _box(b"mvhd", bytes(12) + struct.pack(">II", 1000, duration_ms) + bytes(80))
-    tkhd = _box(b"tkhd", bytes(76) + struct.pack(">II", width << 16, height << 16))
-    moov = _box(b"moov", mvhd + _box(b"trak", tkhd))
-    return ftyp + moov + _box(b"mdat", bytes(256))
-
-
-def _ebml(element_id: bytes, payload: bytes) -> bytes:
-    return (
-        element_id + bytes([0x80 | len(payload)]) + payload
-        if len(payload) < 127
-        else (element_id + b"\x40" + bytes([len(payload)]) + payload)
-    )
-
-
-def webm_bytes(duration_ms: float = 1500.0) -> bytes:
-    """A minimal WebM: EBML header with DocType webm, Segment > Info (scale, duration), Cluster."""
-    header = _ebml(b"\x1a\x45\xdf\xa3", _ebml(b"\x42\x86", b"\x01") + _ebml(b"\x42\x82", b"webm"))
-    info = _ebml(
-        b"\x15\x49\xa9\x66",
-        _ebml(b"\x2a\xd7\xb1", (1_000_000).to_bytes(3, "big"))
-        + _ebml(b"\x44\x89", struct.pack(">f", duration_ms)),
-    )
-    cluster = _ebml(b"\x1f\x43\xb6\x75", bytes(32))
-    return header + _ebml(b"\x18\x53\x80\x67", info + cluster)
+def webm_bytes(seconds: int = 1, width: int = 320) -> bytes:
+    """A real VP9 WebM (4:3), as the local provider renders it."""
+    return render.render_video("sample clip", ratio="4:3", seconds=seconds, fmt="webm", base=width)
 
 
 @pytest.fixture

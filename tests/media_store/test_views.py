@@ -50,15 +50,16 @@ def test_anonymous_visitor_is_sent_to_login(client, alices_image):
     assert response["Location"].startswith(reverse("account_login"))
 
 
-def test_video_has_no_thumbnail_route(alice, alice_client, payload_server):
-    """Asking for a video's thumbnail is a plain 404."""
+def test_video_thumbnail_route_serves_its_poster(alice, alice_client, payload_server):
+    """A video's thumbnail is its poster (the first frame), behind the same signed redirect."""
     url = payload_server.serve("/clip.mp4", mp4_bytes())
     info = api.ingest(
         owner_id=alice.pk, generation_id=uuid.uuid4(), source_url=url, allowed_hosts=["127.0.0.1"]
     )
-    assert info.thumbnail_url is None
-    response = alice_client.get(f"{info.url}thumbnail/")
-    assert response.status_code == 404
+    assert info.thumbnail_url == f"{info.url}thumbnail/"
+    response = alice_client.get(info.thumbnail_url)
+    assert response.status_code == 302
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_deleted_asset_is_gone_for_its_owner(alice_client, alices_image):
