@@ -7,7 +7,6 @@ generation by BabySea's ``generation_id``, stored at dispatch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -23,6 +22,8 @@ from generation.providers.base import (
     JobReport,
     JobState,
     Provider,
+    clean_progress,
+    load_json,
 )
 from generation.providers.signing import SignatureError, verify_babysea
 
@@ -48,10 +49,9 @@ def _report(data: Mapping) -> JobReport:
     outputs = tuple(files)
     if state == JobState.SUCCEEDED and data.get("generation_removed"):
         state = JobState.GONE
-    progress = data.get("generation_progress")
     return JobReport(
         state=state,
-        progress=int(progress) if isinstance(progress, int | float) else None,
+        progress=clean_progress(data.get("generation_progress")),
         output_urls=outputs,
         error=str(data.get("generation_error") or ""),
         error_code=str(data.get("generation_error_code") or ""),
@@ -119,7 +119,7 @@ class BabySeaProvider(Provider):
             return JobReport(state=JobState.MISSING, error="The provider has no such job.")
         if response.status_code >= 400:
             raise InvalidCallback(f"HTTP {response.status_code}: {response.text[:300]}")
-        return _report(response.json().get("data") or {})
+        return _report(load_json(response.content).get("data") or {})
 
     def cancel(self, job_id: str) -> None:
         response = self.request("POST", f"/v1/content/generation/cancel/{job_id}")
@@ -136,8 +136,8 @@ class BabySeaProvider(Provider):
             )
         except SignatureError as error:
             raise InvalidSignature(str(error)) from error
+        payload = load_json(body)
         try:
-            payload = json.loads(body)
             event = str(payload["webhook_event"])
             delivery_id = str(payload["webhook_delivery_id"])
             data = payload["webhook_data"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +66,33 @@ class InvalidCallback(ProviderError):
 
 class InvalidSignature(InvalidCallback):
     """A callback whose signature or timestamp is wrong: forged, altered or replayed late."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(body: bytes | str) -> object:
+    """Parse a provider's JSON strictly: ``NaN`` and ``Infinity`` are refused, not floats.
+
+    Python's parser accepts them, PostgreSQL's jsonb does not, and no number of them is a
+    meaningful progress or price. Raises ``InvalidCallback``.
+    """
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, TypeError) as error:
+        raise InvalidCallback(f"malformed JSON: {error}") from None
+
+
+def clean_progress(value: object) -> int | None:
+    """Return a reported progress as a whole percentage; refuse one outside 0..100 or not finite."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidCallback(f"progress is not a number: {value!r:.50}")
+    if not 0 <= value <= 100:
+        raise InvalidCallback(f"progress {value!r} is outside 0..100")
+    return int(value)
 
 
 class Provider(ABC):

@@ -7,7 +7,6 @@ after completion, so a success whose files are gone is reported as ``gone``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from generation.providers.base import (
     JobReport,
     JobState,
     Provider,
+    load_json,
 )
 from generation.providers.signing import SignatureError, verify_standard
 
@@ -119,8 +119,8 @@ class ReplicateProvider(Provider):
             delivery_id = verify_standard(body, lowered, settings.REPLICATE_WEBHOOK_SECRET)
         except SignatureError as error:
             raise InvalidSignature(str(error)) from error
+        prediction = load_json(body)
         try:
-            prediction = json.loads(body)
             job_id = str(prediction["id"])
         except (ValueError, KeyError, TypeError) as error:
             raise InvalidCallback(f"malformed payload: {error!r}") from error

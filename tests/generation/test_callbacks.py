@@ -111,6 +111,43 @@ def test_malformed_but_signed_body_is_a_bad_request(client):
     assert deliver(b'{"hello": 1}', client=client).status_code == 400
 
 
+def _progress_body(progress: str) -> bytes:
+    """A signed-to-be started event whose generation_progress is the literal JSON ``progress``."""
+    record = {"generation_id": "job-progress", "generation_status": "processing"}
+    body = callback_body(record)
+    assert body.endswith(b"}}")
+    return body[:-2] + b', "generation_progress": ' + progress.encode() + b"}}"
+
+
+@pytest.mark.parametrize(
+    "progress", ["Infinity", "-Infinity", "NaN", "1e999", "101", "-1", '"50"', "true"]
+)
+def test_signed_progress_that_is_not_a_percentage_is_a_bad_request(client, progress):
+    """Non-finite or out-of-range progress in a signed callback is refused with 400 (was 500)."""
+    response = deliver(_progress_body(progress), client=client)
+    assert response.status_code == 400
+    assert not ProviderCallback.objects.exists()
+
+
+def test_signed_progress_in_range_is_accepted(client):
+    assert deliver(_progress_body("42.5"), client=client).status_code == 200
+    assert ProviderCallback.objects.get().report["progress"] == 42
+
+
+def test_replicate_body_holding_infinity_is_a_bad_request(client, settings):
+    """A signed Replicate body with a bare Infinity is refused before it reaches jsonb."""
+    settings.REPLICATE_WEBHOOK_SECRET = REPLICATE_SECRET
+    body = b'{"id": "pred-x", "status": "processing", "metrics": {"predict_time": Infinity}}'
+    response = client.post(
+        "/webhooks/providers/replicate/",
+        data=body,
+        content_type="application/json",
+        **_replicate_headers(body, f"msg_{uuid.uuid4().hex}"),
+    )
+    assert response.status_code == 400
+    assert not ProviderCallback.objects.exists()
+
+
 def _replicate_headers(body: bytes, msg_id: str, secret: str = REPLICATE_SECRET) -> dict:
     """Sign as Standard Webhooks specifies (written here independently of the app's verifier)."""
     stamp = str(int(time.time()))
