@@ -19,6 +19,9 @@ from generation.services.holds import finish_capture, finish_pending, finish_rel
 from ledger import api as ledger
 from media_store import api as media
 
+# How a failure caused by a refused output starts its detail (never shown to customers).
+REFUSED = "ingest refused"
+
 
 def settle_success(generation: Generation, report: JobReport) -> str:
     """Store the outputs, then capture: ingest first so a charge always has its media.
@@ -42,6 +45,9 @@ def settle_success(generation: Generation, report: JobReport) -> str:
         return "already settled"
     if generation.status not in CAPTURABLE:
         return f"ignored in {generation.status}"
+    if generation.status == Status.FAILED and generation.error_detail.startswith(REFUSED):
+        # The same job's outputs were refused once: a repeated success is not downloaded again.
+        return "output already refused"
     if not report.output_urls:
         return settle_failure(
             generation,
@@ -62,8 +68,8 @@ def settle_success(generation: Generation, report: JobReport) -> str:
         if generation.status in AT_PROVIDER:
             return settle_failure(
                 generation,
-                message="The output could not be stored. Your credits were returned.",
-                detail=f"ingest refused: {error}",
+                message=f"{error.customer_message} Your credits were returned.",
+                detail=f"{REFUSED}: {error}",
             )
         transitions.note(
             generation, "late_output_refused", "A late output was refused.", str(error)
