@@ -14,10 +14,11 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev test lint compose-check browser-deps static ledger-sql prod-check
+.PHONY: help dev manage test lint compose-check browser-deps static ledger-sql prod-check
 
 help:
 	@echo "make dev            run the app with embedded PostgreSQL, Valkey and S3"
+	@echo "make manage ARGS=.. a manage.py command against the running make dev (createsuperuser)"
 	@echo "make test           run the test suite (PYTEST_ARGS='tests/ledger -x' to narrow it)"
 	@echo "make lint           ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "make compose-check  validate docker-compose.yml against the Compose spec"
@@ -46,11 +47,18 @@ $(SYNCED): uv.lock
 dev: $(SYNCED)
 	$(PY) -m config.devstack -- $(PY) -m config.devrun
 
-# Browser tests drive Debian's chromium (no wheel brings a browser). Installed once when this
-# user may (root with apt-get); otherwise the browser tests fail naming the command to run.
-CHROMIUM := /usr/bin/chromium
+# A management command against the running `make dev`, from a second terminal.
+manage: $(SYNCED)
+	$(PY) -m config.devrun manage $(ARGS)
+
+# Browser tests (and prod-check's screenshots) drive the Chromium at CHROMIUM_PATH; no wheel
+# brings a browser. Debian's is installed once when this user may (root with apt-get); any other
+# Chromium or Chrome works: CHROMIUM_PATH=/usr/bin/google-chrome make test.
+CHROMIUM_PATH ?= /usr/bin/chromium
+export CHROMIUM_PATH
 browser-deps:
-	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
+	@if [ ! -x "$(CHROMIUM_PATH)" ] && [ "$(CHROMIUM_PATH)" = /usr/bin/chromium ] \
+		&& command -v apt-get >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
 		echo "Installing Debian's chromium for the browser tests"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi

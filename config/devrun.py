@@ -3,6 +3,8 @@
 It makes ``.dev/env`` (random secrets and the development switches) once, prepares the database,
 then runs the web server, a Celery worker, beat and the local provider, prefixing each line of
 their output with their name. Ctrl-C or SIGTERM stops them all; so does any one of them dying.
+While they run, ``.dev/run.env`` holds the servers' addresses, so ``make manage ARGS=...``
+(``python -m config.devrun manage ...``) runs a management command against them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from config.devstack.processes import choose_port, die_with_parent, say
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / ".dev"
 ENV_FILE = DEV_DIR / "env"
+# Written while `make dev` runs, removed when it stops: what `make manage` needs to reach it.
+RUN_ENV_FILE = DEV_DIR / "run.env"
+RUN_ENV_PREFIXES = ("DATABASE_", "REDIS_URL", "CACHE_URL", "AWS_", "SITE_URL", "LOCAL_PROVIDER_")
 STOP_TIMEOUT = 10.0
 PREFERRED_WEB_PORT = 8000
 PREFERRED_PROVIDER_PORT = 8010  # settings' default LOCAL_PROVIDER_URL
@@ -71,6 +76,41 @@ def development_env(path: Path = ENV_FILE) -> dict[str, str]:
                 env_file.write("\n")
             env_file.writelines(f"{key}={value}\n" for key, value in missing.items())
     return {**values, **missing}
+
+
+def write_run_env(env: dict[str, str], names: set[str], path: Path = RUN_ENV_FILE) -> None:
+    """Record the running stack's addresses and ``names`` (secrets, switches) for commands from
+    a second terminal."""
+    values = {k: v for k, v in env.items() if k in names or k.startswith(RUN_ENV_PREFIXES)}
+    values["DEVRUN_PID"] = str(os.getpid())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Written by `make dev` while it runs; `make manage` reads it.\n")
+        out.writelines(f"{key}={value}\n" for key, value in sorted(values.items()))
+
+
+def manage(args: list[str], path: Path = RUN_ENV_FILE) -> int:
+    """Run ``manage.py ARGS`` against the running ``make dev`` (``make manage ARGS=...``)."""
+    from dotenv import dotenv_values
+
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    if not _alive(values.get("DEVRUN_PID", "")):
+        say("make dev is not running here; start it first (make manage uses its servers)", "manage")
+        return 1
+    os.chdir(ROOT)
+    argv = [sys.executable, "manage.py", *args]
+    os.execve(sys.executable, argv, {**values, **os.environ})  # noqa: S606 - no shell wanted
+    return 0  # not reached
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -174,7 +214,8 @@ def main() -> int:
     if not (ROOT / "manage.py").exists():
         say("manage.py not found; run from the project checkout", "devrun")
         return 1
-    env = {**development_env(), **os.environ, "PYTHONUNBUFFERED": "1"}
+    own = development_env()
+    env = {**own, **os.environ, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     supervisor = Supervisor(env)
 
@@ -195,6 +236,7 @@ def main() -> int:
         env["LOCAL_PROVIDER_URL"] = f"http://127.0.0.1:{provider_port}"
         provider = [python, "-m", "generation.local_provider", "--port", str(provider_port)]
         supervisor.start("provider", provider)
+    write_run_env(env, set(own))
     supervisor.start("web", [python, "manage.py", "runserver", f"127.0.0.1:{web_port}"])
     celery = [python, "-m", "celery", "-A", "config"]
     worker = [*celery, "worker", "-Q", "start,settle,default", "-c", "2"]
@@ -213,8 +255,11 @@ def main() -> int:
             code = max(dead.process.returncode, 0) or 1
             break
     supervisor.stop()
+    RUN_ENV_FILE.unlink(missing_ok=True)
     return code
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["manage"]:
+        sys.exit(manage(sys.argv[2:]))
     sys.exit(main())

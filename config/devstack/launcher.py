@@ -361,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     args = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        say(
+            "make dev and make test need Linux (WSL2 counts): the clean-up relies on /proc and "
+            "prctl. On macOS or Windows run `docker compose up` instead (README, 'Platforms')."
+        )
+        return 1
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")

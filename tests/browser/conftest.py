@@ -24,7 +24,8 @@ from tests.e2e.conftest import FAST, worker_env
 from tests.e2e.conftest import SECRET as E2E_SECRET
 from tests.e2e.helpers import ROOT, LocalProvider, Worker, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
+# `make test` exports CHROMIUM_PATH (Debian's chromium unless you name another).
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -82,7 +83,8 @@ def chromium():
     """
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it as root)"
+            f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it as root), "
+            "or set CHROMIUM_PATH to a Chromium or Chrome"
         )
     from playwright.sync_api import sync_playwright
 
