@@ -1,4 +1,4 @@
-"""Every state change of a generation: one guarded UPDATE plus an event row (DESIGN section 4).
+"""Every state change of a generation: one guarded UPDATE plus an event row (docs/design.md §5).
 
 Each function returns True when this caller made the change and False when the row was not in a
 state that allows it (another worker got there first, or the event is stale). Callers act on the
@@ -298,7 +298,7 @@ def record_capture(generation: Generation, *, to_status: str, ledger_status: str
             next_check_at=_later(settings.GENERATION_COLLECT_INTERVAL_SECONDS) if unpaid else None,
             finished_at=timezone.now(),
         )
-        # Same transaction as the status, so unpaid output is never served (DESIGN section 4).
+        # Same transaction as the status, so unpaid output is never served (docs/design.md §5).
         if changed and (unpaid or was_unpaid):
             media.set_withheld(generation.pk, unpaid)
     return changed
