@@ -13,8 +13,8 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
 
+from config.queue import enqueue_on_commit
 from ledger.database import MAX_AMOUNT, reading_as_staff, reading_as_user
 from ledger.database import call as _call
 from ledger.database import require_amount as _require_amount
@@ -259,8 +259,6 @@ def low_balance_threshold() -> int:
 
 
 def _queue_low_balance_notice(account_id: UUID) -> None:
-    # After commit (autocommit: immediately), and never able to fail or slow the caller much:
-    # a broker outage is logged, the notice is skipped, the credits are unaffected.
-    from ledger.tasks import queue_low_balance_notice
-
-    transaction.on_commit(lambda: queue_low_balance_notice(account_id), using="default")
+    # Never able to fail or slow the caller much (no publish retries): a broker outage is
+    # logged, the notice is skipped, the credits are unaffected.
+    enqueue_on_commit("ledger.tasks.notice_low_balance", str(account_id), retry=False)

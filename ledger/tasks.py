@@ -70,14 +70,6 @@ def notice_low_balance(account_id: str) -> str:
     return status
 
 
-def queue_low_balance_notice(account_id: UUID) -> None:
-    """Enqueue ``notice_low_balance`` without ever failing the ledger call that triggered it."""
-    try:
-        notice_low_balance.apply_async((str(account_id),), retry=False)
-    except Exception:
-        logger.exception("low-balance notice not queued", extra={"account_id": str(account_id)})
-
-
 def _alert_each(subject: str, violations: list[api.Violation]) -> int:
     for violation in violations:
         ops_alert(f"{subject}: {violation.invariant}", violation.detail)

@@ -139,12 +139,14 @@ def test_only_grants_from_below_the_threshold_queue_a_re_arm(alice, ref, setting
     """A grant that starts above the threshold cannot have a fired notice to re-arm."""
     settings.LEDGER_LOW_BALANCE_THRESHOLD = 50
     queued: list = []
-    monkeypatch.setattr(tasks, "queue_low_balance_notice", queued.append)
+    monkeypatch.setattr(
+        api, "enqueue_on_commit", lambda name, account_id, **options: queued.append(account_id)
+    )
     api.grant(alice.pk, 30, key=ref("k"), source="test")  # 0 -> 30: started below
     api.grant(alice.pk, 30, key=ref("k"), source="test")  # 30 -> 60: started below
     api.grant(alice.pk, 30, key=ref("k"), source="test")  # 60 -> 90: started above
     api.adjust(alice.pk, 5, key=ref("k"), actor="test", reason="goodwill")  # 90 -> 95: above
-    assert queued == [alice.pk, alice.pk]
+    assert queued == [str(alice.pk), str(alice.pk)]
 
 
 def test_every_answer_is_a_member_of_its_operations_enum(alice, bob, ref):
