@@ -64,7 +64,7 @@ def seed(env: dict[str, str], count: int) -> list[dict]:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from billing import services
+    from billing.checkout import start_checkout
     from billing.models import CreditPack
 
     pack = CreditPack.objects.create(
@@ -76,7 +76,7 @@ def seed(env: dict[str, str], count: int) -> list[dict]:
     )
     events = []
     for user in users:
-        checkout = services.start_checkout(user, pack)
+        checkout = start_checkout(user, pack)
         session = {
             "id": checkout.stripe_session_id,
             "object": "checkout.session",

@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from billing.gateway import payments_configured
+from billing.gateways import payments_configured
 from billing.models import CreditPack
 from billing.selectors import packs_for_sale
 

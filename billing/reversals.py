@@ -28,8 +28,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing import grants
 from billing.exceptions import BillingError
-from billing.gateway import get_gateway, payments_configured
+from billing.gateways import get_gateway, payments_configured
 from billing.models import (
     CheckoutSession,
     Reversal,
@@ -37,7 +38,7 @@ from billing.models import (
     ReviewItem,
     SubscriptionInvoice,
 )
-from billing.reviews import open_review
+from billing.review_queue import open_review
 from config.ops import ops_alert
 from ledger import api as ledger
 
@@ -289,17 +290,15 @@ def execute_step(step: ReversalStep) -> ReversalStep:
     if credits == 0:
         _finish(step, "nothing_taken", taken=0, shortfall=0)
         return step
-    result = ledger.grant(
+    result = grants.grant(
         reversal.user_id,
         credits,
         key=step.key,
         source=DISPUTE_SOURCE,
         memo=f"{reversal} won: return the {credits} credits taken",
     )
+    # A conflict is recorded as a failed step with an ops alert (``_finish``).
     _finish(step, result.status, taken=0, shortfall=0)
-    from billing.services import after_grant
-
-    after_grant(reversal.user_id, result.status)
     return step
 
 

@@ -1,4 +1,4 @@
-"""The review queue: open a case once, and resolve it through the ledger with a reason.
+"""Resolving the review queue's cases through the ledger, with a reason.
 
 A resolution is claimed first (one guarded UPDATE), then the ledger call runs outside any
 transaction under a key derived from the item, so a double click, two admins or a retry after a
@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
+from billing import grants
+from billing.checkout import mark_paid
 from billing.exceptions import BillingError
-from billing.models import CheckoutSession, ReversalStep, ReviewItem, StripeEvent
-from config.ops import ops_alert
+from billing.models import ReversalStep, ReviewItem
+from billing.reversals import release_step
 from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
 Resolution = ReviewItem.Resolution
-CHECKOUT_SOURCE = "stripe_checkout"
-REVIEW_SOURCE = "billing_review"
 # Reasons whose grant is the purchase's own grant (key ``checkout:<session id>``).
 PURCHASE_REASONS = frozenset(
     {
@@ -34,42 +33,6 @@ PURCHASE_REASONS = frozenset(
     }
 )
 DECISIONS = ("grant", "clawback", "dismiss")
-
-
-def open_review(
-    reason: str,
-    detail: str,
-    *,
-    checkout: CheckoutSession | None = None,
-    event: StripeEvent | None = None,
-    stripe_object_id: str = "",
-    **fields: Any,
-) -> ReviewItem:
-    """Queue a case for a human, once per subject and reason, alerting operators the first time.
-
-    ``fields`` sets the item's ``user``, ``step``, ``credits``, ``taken`` or ``shortfall``. The
-    alert is sent after the surrounding transaction commits (at once in autocommit).
-    """
-    subject = stripe_object_id or (checkout.stripe_session_id if checkout else "") or ""
-    if checkout is not None and "user" not in fields:
-        fields["user_id"] = checkout.user_id
-    item, created = ReviewItem.objects.get_or_create(
-        key=f"{reason}:{subject}"[:300],
-        defaults={
-            "reason": reason,
-            "detail": detail,
-            "checkout_session": checkout,
-            "event": event,
-            "stripe_object_id": subject[:255],
-            **fields,
-        },
-    )
-    if created:
-        title = f"Billing review: {item.get_reason_display()}"
-        transaction.on_commit(
-            lambda: ops_alert(title, detail, review_item=item.pk, stripe_object=subject)
-        )
-    return item
 
 
 def resolve_review(
@@ -158,43 +121,50 @@ def _plan(item: ReviewItem, decision: str, credits: int | None) -> dict[str, Any
 
 
 def _apply(item: ReviewItem, plan: dict[str, Any], *, actor: Any, reason: str) -> str:
-    from billing import reversals, services
-
     op = plan["op"]
     if op == "none":
         return "dismissed"
     memo = f"review {item.pk} by {actor}: {reason}"[:1000]
     if op == "checkout_grant":
         checkout = item.checkout_session
-        result = ledger.grant(
+        result = grants.grant(
             checkout.user_id,
             checkout.credits,
             key=checkout.grant_key,
-            source=CHECKOUT_SOURCE,
+            source=grants.CHECKOUT_SOURCE,
             memo=memo,
+            on_conflict=_refuse(checkout.grant_key),
         )
-        if result.status == "conflict":
-            raise BillingError(f"The ledger refused {checkout.grant_key}: conflict.")
-        services.mark_paid(checkout, result.entry_id)
-        services.after_grant(checkout.user_id, result.status)
+        mark_paid(checkout, result.entry_id)
         return f"grant {checkout.grant_key}: {result.status}"
     if op == "step":
-        step = reversals.release_step(item.step)
+        step = release_step(item.step)
         return (
             f"clawback {step.key}: {step.ledger_status}, took {step.taken}, short {step.shortfall}"
         )
-    key = f"review:{item.pk}:{op}"
+    key = grants.review_key(item.pk, op)
     if op == "grant":
-        result = ledger.grant(
-            plan["user_id"], plan["credits"], key=key, source=REVIEW_SOURCE, memo=memo
+        result = grants.grant(
+            plan["user_id"],
+            plan["credits"],
+            key=key,
+            source=grants.REVIEW_SOURCE,
+            memo=memo,
+            on_conflict=_refuse(key),
         )
-        if result.status == "conflict":
-            raise BillingError(f"The ledger refused {key}: conflict.")
-        services.after_grant(plan["user_id"], result.status)
         return f"grant {key}: {result.status}"
     result = ledger.clawback(
-        plan["user_id"], plan["credits"], key=key, source=REVIEW_SOURCE, memo=memo
+        plan["user_id"], plan["credits"], key=key, source=grants.REVIEW_SOURCE, memo=memo
     )
     if result.status == "conflict":
-        raise BillingError(f"The ledger refused {key}: conflict.")
+        _refuse(key)("")
     return f"clawback {key}: {result.status}, took {result.taken}, short {result.shortfall}"
+
+
+def _refuse(key: str):
+    """Return a conflict handler that refuses the resolution (the item goes back to the queue)."""
+
+    def refuse(_detail: str) -> None:
+        raise BillingError(f"The ledger refused {key}: conflict.")
+
+    return refuse

@@ -11,7 +11,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing.gateway import current_mode
+from billing.gateways import current_mode
 from billing.models import CheckoutSession, CreditPack, Plan, Subscription
 from ledger import api as ledger
 
@@ -134,3 +134,10 @@ def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
         latest=values[-1],
         changes=history.changes,
     )
+
+
+def has_active_subscription(user: Any, mode: str) -> bool:
+    """Return whether the user has a trialing, active or past-due subscription in ``mode``."""
+    return Subscription.objects.filter(
+        user=user, mode=mode, status__in=Subscription.ACTIVE_STATUSES
+    ).exists()

@@ -16,8 +16,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing import grants
+from billing.checkout import create_checkout, transition
 from billing.exceptions import BillingError
-from billing.gateway import PAID_STATUSES, get_gateway
+from billing.gateways import PAID_STATUSES, get_gateway
 from billing.models import (
     CheckoutSession,
     Plan,
@@ -27,12 +29,11 @@ from billing.models import (
     Subscription,
     SubscriptionInvoice,
 )
-from billing.reviews import open_review
-from ledger import api as ledger
+from billing.review_queue import open_review
+from billing.selectors import has_active_subscription
 
 logger = logging.getLogger(__name__)
 GRANTING_REASONS = frozenset({"subscription_create", "subscription_cycle"})
-INVOICE_SOURCE = "stripe_invoice"
 Reason = ReviewItem.Reason
 
 
@@ -42,8 +43,6 @@ def start_subscription(user: Any, plan: Plan) -> CheckoutSession:
     Raise ``BillingError`` (a message for the buyer) when the plan is off sale, the user
     already subscribes, or Stripe refuses.
     """
-    from billing.services import create_checkout, has_active_subscription
-
     if not plan.active:
         raise BillingError("This plan is no longer on sale.")
     if not user.is_active:
@@ -62,19 +61,15 @@ def complete_checkout(checkout: CheckoutSession, session: dict) -> str:
     Return ``subscribed``, ``pending``, ``expired`` or ``review`` (the session names another
     user).
     """
-    from billing import services
-
     if session.get("status") == "expired":
-        services._transition(checkout, CheckoutSession.Status.EXPIRED, allowed=("open",))
+        transition(checkout, CheckoutSession.Status.EXPIRED, allowed=("open",))
         return "expired"
     if session.get("status") != "complete" or session.get("payment_status") not in PAID_STATUSES:
         return "pending"
     metadata = session.get("metadata") if isinstance(session.get("metadata"), dict) else {}
     owners = {session.get("client_reference_id"), metadata.get("user_id")}
     if owners != {str(checkout.user_id)}:
-        services._transition(
-            checkout, CheckoutSession.Status.REVIEW, allowed=("open", "failed", "expired")
-        )
+        transition(checkout, CheckoutSession.Status.REVIEW, allowed=("open", "failed", "expired"))
         open_review(
             Reason.OWNER_MISMATCH,
             f"Subscription checkout {checkout.stripe_session_id} for user {checkout.user_id} "
@@ -151,21 +146,21 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
         return "review"
 
     credits = plan.credits_per_period
-    result = ledger.grant(
+    record = SubscriptionInvoice(stripe_invoice_id=invoice_id)
+
+    def to_review(detail: str) -> None:
+        _store_invoice(invoice_id, status=SubscriptionInvoice.Status.REVIEW, **fields)
+        open_review(Reason.GRANT_CONFLICT, detail, stripe_object_id=invoice_id, user_id=user_id)
+
+    result = grants.grant(
         user_id,
         credits,
-        key=f"invoice:{invoice_id}",
-        source=INVOICE_SOURCE,
+        key=record.grant_key,
+        source=grants.INVOICE_SOURCE,
         memo=f"{plan.name}: invoice {invoice_id} ({reason})",
+        on_conflict=to_review,
     )
     if result.status == "conflict":
-        _store_invoice(invoice_id, status=SubscriptionInvoice.Status.REVIEW, **fields)
-        open_review(
-            Reason.GRANT_CONFLICT,
-            f"The ledger already used invoice:{invoice_id} for another account or amount.",
-            stripe_object_id=invoice_id,
-            user_id=user_id,
-        )
         return "review"
     _store_invoice(
         invoice_id,
@@ -174,9 +169,6 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
         ledger_entry_id=result.entry_id,
         **fields,
     )
-    from billing.services import after_grant
-
-    after_grant(user_id, result.status)
     return result.status
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from billing import services, subscriptions
+from billing import fulfilment, grants, subscriptions
 from billing.exceptions import PaymentsNotConfigured
 
 
@@ -13,7 +13,7 @@ from billing.exceptions import PaymentsNotConfigured
 def reconcile_checkouts() -> dict[str, int]:
     """Fulfil recent paid Checkout Sessions whose webhook never arrived (a beat task)."""
     try:
-        return services.reconcile_checkouts(
+        return fulfilment.reconcile_checkouts(
             lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
         )
     except PaymentsNotConfigured:
@@ -34,7 +34,7 @@ def reconcile_invoices() -> dict[str, int]:
 @shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=8)
 def grant_signup_bonus(user_id: str) -> str:
     """Grant the sign-up bonus; retried with backoff, the ledger key makes retries harmless."""
-    return services.grant_signup_bonus(user_id)
+    return grants.grant_signup_bonus(user_id)
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=5)

@@ -24,9 +24,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import selectors, services, standin, subscriptions, webhooks
+from billing import fulfilment, selectors, standin_events, subscriptions, webhooks
+from billing.checkout import start_checkout
 from billing.exceptions import BillingError, GatewayError, PriceMismatch
-from billing.gateway import current_mode, payments_configured
+from billing.gateways import current_mode, payments_configured
+from billing.gateways.standin import StandinGateway
 from billing.models import CheckoutSession
 from config import ratelimit
 from config.ops import ops_alert
@@ -71,7 +73,7 @@ def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
     """Start Checkout for one pack and send the buyer to Stripe (or the stand-in) with 303."""
     pack_id = pack_id or _int_or_none(request.POST.get("pack"))
     pack = selectors.packs_for_sale().filter(pk=pack_id).first() if pack_id else None
-    return _start_checkout(request, pack, noun="pack", start=services.start_checkout)
+    return _start_checkout(request, pack, noun="pack", start=start_checkout)
 
 
 @login_required
@@ -149,7 +151,7 @@ def success(request: HttpRequest) -> HttpResponse:
         and cache.add(f"billing:success-sync:{checkout.pk}", 1, SUCCESS_SYNC_SECONDS)
     ):
         try:
-            services.fulfil_checkout(checkout.stripe_session_id, source="success_page")
+            fulfilment.fulfil_checkout(checkout.stripe_session_id, source="success_page")
         except (BillingError, LedgerError):
             # The webhook and reconciliation will get there; the page keeps showing progress.
             logger.exception("success page could not fulfil %s", checkout.stripe_session_id)
@@ -223,12 +225,12 @@ def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         raise Http404("No such stand-in session.")
     if request.method == "POST":
         action = request.POST.get("action", "")
-        if action not in standin.ACTIONS or action == "expire":
+        if action not in standin_events.ACTIONS or action == "expire":
             messages.error(request, "Unknown stand-in action.")
             return see_other(request.path)
         webhook_url = request.build_absolute_uri(reverse("stripe-webhook"))
         try:
-            answer = standin.perform(action, session_id, webhook_url=webhook_url)
+            answer = standin_events.perform(action, session_id, webhook_url=webhook_url)
         except GatewayError as error:
             messages.error(request, str(error))
             return see_other(request.path)
@@ -238,7 +240,7 @@ def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
             )
             return see_other(request.path)
         return see_other(f"{reverse('billing:success')}?session_id={session_id}")
-    session = standin.StandinGateway().retrieve_checkout_session(session_id)
+    session = StandinGateway().retrieve_checkout_session(session_id)
     return render(
         request,
         "billing/standin.html",

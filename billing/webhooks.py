@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from billing import reversals, services, subscriptions
+from billing import fulfilment, reversals, subscriptions
+from billing.checkout import record_checkout_expired, record_checkout_failed
 from billing.models import StripeEvent
 from config.payloads import holds_nul
 
@@ -86,12 +87,12 @@ def process(event: dict) -> str:
     kind = event["type"]
     session = event["data"]["object"]
     if kind in FULFILLING_TYPES:
-        return services.fulfil_checkout(session["id"], source=kind).outcome
+        return fulfilment.fulfil_checkout(session["id"], source=kind).outcome
     if kind == "checkout.session.async_payment_failed":
-        services.record_checkout_failed(session)
+        record_checkout_failed(session)
         return "failed"
     if kind == "checkout.session.expired":
-        services.record_checkout_expired(session)
+        record_checkout_expired(session)
         return "expired"
     data = event["data"]["object"]
     if kind == "charge.refunded":

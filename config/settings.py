@@ -372,7 +372,7 @@ STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
 BILLING_CHECKOUT_EXPIRY_MINUTES = env_int("BILLING_CHECKOUT_EXPIRY_MINUTES", 30, minimum=30)
 BILLING_ALLOW_PROMOTION_CODES = env_bool("BILLING_ALLOW_PROMOTION_CODES", False)
 BILLING_ELIGIBILITY_CHECK = env_str(
-    "BILLING_ELIGIBILITY_CHECK", "billing.services.user_is_eligible"
+    "BILLING_ELIGIBILITY_CHECK", "billing.fulfilment.user_is_eligible"
 )
 BILLING_RECONCILE_LOOKBACK_HOURS = env_int("BILLING_RECONCILE_LOOKBACK_HOURS", 72, minimum=1)
 # Refunds and disputes always open a review item; clawback_unspent also takes the refunded

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from django.db import connections
 
-from billing import gateway
+from billing.gateways import stripe as stripe_gateway
 from billing.models import CreditPack
 from tests.billing.fakestripe import FakeStripe
 
@@ -85,10 +85,10 @@ def stripe_settings(settings):
 def fake_stripe(stripe_settings, monkeypatch) -> FakeStripe:
     """Replace only the network under stripe-python with an in-memory Stripe."""
     fake = FakeStripe()
-    monkeypatch.setattr(gateway, "build_http_client", lambda: fake)
-    gateway._client.cache_clear()
+    monkeypatch.setattr(stripe_gateway, "build_http_client", lambda: fake)
+    stripe_gateway._client.cache_clear()
     yield fake
-    gateway._client.cache_clear()
+    stripe_gateway._client.cache_clear()
 
 
 @pytest.fixture
@@ -187,10 +187,10 @@ def dispute_object(payment_intent: str, *, status: str, amount: int = 1000, disp
 @pytest.fixture
 def buy(post_event, fake_stripe, pack):
     """Buy the 100-credit pack for a user through a signed webhook; return the paid purchase."""
-    from billing import services
+    from billing.checkout import start_checkout
 
     def purchase(user):
-        checkout = services.start_checkout(user, pack)
+        checkout = start_checkout(user, pack)
         session = fake_stripe.complete(checkout.stripe_session_id)
         assert post_event(make_event("checkout.session.completed", session)).status_code == 200
         checkout.refresh_from_db()

@@ -6,7 +6,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from billing import services
+from billing.checkout import start_checkout
 from billing.models import CheckoutSession, StripeCustomer
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +62,7 @@ def test_second_purchase_reuses_the_customer(alice_client, alice, pack, fake_str
 def test_ten_concurrent_clicks_make_one_customer(alice, pack, fake_stripe):
     def click(_):
         try:
-            return services.start_checkout(alice, pack).stripe_customer_id
+            return start_checkout(alice, pack).stripe_customer_id
         finally:
             connections.close_all()
 

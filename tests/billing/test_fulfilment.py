@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from billing import services
+from billing.checkout import start_checkout
+from billing.fulfilment import fulfil_checkout
 from billing.models import CheckoutSession, ReviewItem, StripeCustomer
 from ledger import selectors as ledger_selectors
 from tests.billing.conftest import make_event
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def purchase(alice, pack):
-    return services.start_checkout(alice, pack)
+    return start_checkout(alice, pack)
 
 
 def available(user) -> int:
@@ -200,7 +201,7 @@ def test_repeated_deliveries_of_a_bad_session_make_one_review_and_one_alert(
             "checkout.session.async_payment_succeeded",
         ):
             assert post_event(make_event(event_type, session)).status_code == 200
-        services.fulfil_checkout(session["id"], source="reconcile")
+        fulfil_checkout(session["id"], source="reconcile")
 
     assert ReviewItem.objects.count() == 1
     assert len([r for r in caplog.records if r.name == "ops"]) == 1
@@ -226,7 +227,7 @@ def test_session_without_our_metadata_is_ignored(post_event, fake_stripe, alice,
     CheckoutSession.objects.filter(pk=purchase.pk).update(stripe_session_id="cs_elsewhere")
     fake_stripe.sessions[session["id"]]["metadata"] = {}
 
-    assert services.fulfil_checkout(session["id"], source="test").outcome == "ignored"
+    assert fulfil_checkout(session["id"], source="test").outcome == "ignored"
     assert not ReviewItem.objects.exists()
 
 
@@ -237,7 +238,7 @@ def test_purchase_whose_session_id_was_never_stored_is_found_by_metadata(
     CheckoutSession.objects.filter(pk=purchase.pk).update(stripe_session_id=None)
     fake_stripe.complete(session_id)
 
-    outcome = services.fulfil_checkout(session_id, source="reconcile")
+    outcome = fulfil_checkout(session_id, source="reconcile")
 
     assert outcome.outcome == "granted"
     purchase.refresh_from_db()
@@ -246,8 +247,8 @@ def test_purchase_whose_session_id_was_never_stored_is_found_by_metadata(
 
 
 def test_reconciliation_grants_missed_webhooks_once(alice, pack, fake_stripe):
-    missed = services.start_checkout(alice, pack)
-    unpaid = services.start_checkout(alice, pack)
+    missed = start_checkout(alice, pack)
+    unpaid = start_checkout(alice, pack)
     fake_stripe.complete(missed.stripe_session_id)
     fake_stripe.complete(unpaid.stripe_session_id, payment_status="unpaid")
 

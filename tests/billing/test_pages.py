@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from billing import services
+from billing.checkout import start_checkout
 from ledger import api as ledger
 from ledger import selectors as ledger_selectors
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def purchase(alice, pack):
-    return services.start_checkout(alice, pack)
+    return start_checkout(alice, pack)
 
 
 def test_success_page_fulfils_a_paid_session_for_its_owner(

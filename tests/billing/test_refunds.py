@@ -158,9 +158,9 @@ def test_refund_of_a_payment_we_cannot_map_goes_to_review_and_moves_nothing(
 
 
 def test_refund_of_a_purchase_still_in_review_takes_nothing(post_event, alice, pack, fake_stripe):
-    from billing import services
+    from billing.checkout import start_checkout
 
-    purchase = services.start_checkout(alice, pack)
+    purchase = start_checkout(alice, pack)
     alice.deactivate()
     session = fake_stripe.complete(purchase.stripe_session_id)
     post_event(make_event("checkout.session.completed", session))

@@ -3,7 +3,7 @@
 import pytest
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 
-from billing import services
+from billing.grants import grant_signup_bonus
 from config.celery import app as celery_app
 from ledger import selectors as ledger_selectors
 
@@ -54,5 +54,5 @@ def test_bonus_skips_a_deactivated_user(user_factory, settings):
     user = user_factory()
     user.deactivate()
 
-    assert services.grant_signup_bonus(user.pk) == "skipped"
+    assert grant_signup_bonus(user.pk) == "skipped"
     assert ledger_selectors.balance(user.pk).available == 0

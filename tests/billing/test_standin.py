@@ -84,9 +84,9 @@ def test_command_sends_a_signed_event_that_grants_once(live_server, alice, stand
 
 
 def test_independently_signed_variant_is_checked_like_stripes(post_event, alice, standin_pack):
-    from billing import services
+    from billing.checkout import start_checkout
 
-    checkout = services.start_checkout(alice, standin_pack)
+    checkout = start_checkout(alice, standin_pack)
     session = {
         "id": checkout.stripe_session_id,
         "status": "complete",
@@ -106,9 +106,9 @@ def test_independently_signed_variant_is_checked_like_stripes(post_event, alice,
 def test_standin_page_and_command_are_refused_when_the_switch_is_off(
     alice_client, alice, standin_pack, settings
 ):
-    from billing import services
+    from billing.checkout import start_checkout
 
-    checkout = services.start_checkout(alice, standin_pack)
+    checkout = start_checkout(alice, standin_pack)
     settings.BILLING_STANDIN_ENABLED = False
 
     page = alice_client.get(f"/billing/standin/{checkout.stripe_session_id}/")
@@ -126,19 +126,21 @@ def test_standin_page_and_command_are_refused_when_the_switch_is_off(
 
 
 def test_standin_page_of_another_user_is_not_found(client, bob, alice, standin_pack):
-    from billing import services
+    from billing.checkout import start_checkout
 
-    checkout = services.start_checkout(alice, standin_pack)
+    checkout = start_checkout(alice, standin_pack)
     client.force_login(bob)
 
     assert client.get(f"/billing/standin/{checkout.stripe_session_id}/").status_code == 404
 
 
 def test_standin_events_verify_with_the_independent_signer(standin_pack, alice, settings):
-    from billing import standin
+    from billing import standin_events
 
     payload = encode(make_event("customer.created", {"id": "cus_x"}))
-    header = standin.signature_header(payload, settings.STRIPE_WEBHOOK_SECRET, timestamp=1700000000)
+    header = standin_events.signature_header(
+        payload, settings.STRIPE_WEBHOOK_SECRET, timestamp=1700000000
+    )
 
     assert header == stripe_signature(payload, timestamp=1700000000)
 
@@ -146,7 +148,7 @@ def test_standin_events_verify_with_the_independent_signer(standin_pack, alice, 
 def test_standin_subscription_journey_with_the_command(
     buyer, live_server, alice, standin_settings, capsys
 ):
-    from billing import standin
+    from billing.gateways.standin import invoice_payment_intent
     from billing.models import Plan, Subscription, SubscriptionInvoice
     from billing.tasks import reconcile_invoices
 
@@ -174,7 +176,7 @@ def test_standin_subscription_journey_with_the_command(
     # As with Stripe, the invoice event does not name its intent; the command prints it.
     renewal = SubscriptionInvoice.objects.filter(user=alice).first()
     assert renewal.stripe_payment_intent_id == ""
-    intent = standin.invoice_payment_intent(renewal.stripe_invoice_id)
+    intent = invoice_payment_intent(renewal.stripe_invoice_id)
     assert f"paid by payment intent {intent}" in capsys.readouterr().out
     call_command(
         "stripe_send_event", "charge.refunded", payment_intent=intent, amount=1450, url=url

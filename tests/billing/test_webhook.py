@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from billing import services, webhooks
+from billing import webhooks
+from billing.checkout import start_checkout
 from billing.models import CheckoutSession, StripeEvent
 from ledger import selectors as ledger_selectors
 from tests.billing.conftest import encode, make_event, stripe_signature
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def purchase(alice, pack):
     """Alice's open purchase of the 100-credit pack."""
-    return services.start_checkout(alice, pack)
+    return start_checkout(alice, pack)
 
 
 def grants_for(user, key: str) -> int:
@@ -195,8 +196,8 @@ def test_completed_and_async_succeeded_for_one_session_grant_once(
 
 
 def test_async_failure_and_expiry_are_recorded(post_event, alice, pack, fake_stripe):
-    failing = services.start_checkout(alice, pack)
-    expiring = services.start_checkout(alice, pack)
+    failing = start_checkout(alice, pack)
+    expiring = start_checkout(alice, pack)
     failed = fake_stripe.complete(failing.stripe_session_id, payment_status="unpaid")
     fake_stripe.sessions[expiring.stripe_session_id]["status"] = "expired"
 

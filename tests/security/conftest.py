@@ -39,7 +39,7 @@ def no_limits(settings):
 
 @pytest.fixture
 def world(user_factory, standin_settings, db) -> World:  # noqa: F811 (the imported fixture)
-    from billing import services as billing
+    from billing import checkout as billing
     from billing.models import CreditPack
     from generation.models import Generation
     from media_store.models import Asset

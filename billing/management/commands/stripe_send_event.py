@@ -3,8 +3,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from billing import services, standin, subscriptions
+from billing import standin_events, subscriptions
+from billing.checkout import start_checkout
 from billing.exceptions import BillingError
+from billing.gateways.standin import invoice_payment_intent
 from billing.models import CheckoutSession, CreditPack, Plan, SubscriptionInvoice
 
 OTHER_TYPES = (
@@ -28,7 +30,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("type", choices=sorted([*standin.EVENT_ACTIONS, *OTHER_TYPES]))
+        parser.add_argument("type", choices=sorted([*standin_events.EVENT_ACTIONS, *OTHER_TYPES]))
         parser.add_argument("--email", help="The buyer (an existing user).")
         parser.add_argument("--pack", help="The pack's slug, e.g. starter.")
         parser.add_argument("--plan", help="A plan's slug, e.g. monthly: subscribe.")
@@ -58,10 +60,10 @@ class Command(BaseCommand):
                 )
             else:
                 session_id = options["session"] or self._new_session(options)
-                action = standin.EVENT_ACTIONS[kind]
+                action = standin_events.EVENT_ACTIONS[kind]
                 if action == "pay" and options["delayed"]:
                     action = "pay_delayed"
-                answer = standin.perform(action, session_id, webhook_url=url)
+                answer = standin_events.perform(action, session_id, webhook_url=url)
                 checkout = CheckoutSession.objects.get(stripe_session_id=session_id)
                 self.stdout.write(
                     f"{kind} for {session_id}: webhook answered {answer.status_code} "
@@ -88,17 +90,17 @@ class Command(BaseCommand):
             if not subscription:
                 raise CommandError(f"{kind} needs --subscription sub_standin_...")
             if kind == "invoice.paid":
-                return standin.renew(subscription, webhook_url=url)
-            return standin.cancel_subscription(subscription, webhook_url=url)
+                return standin_events.renew(subscription, webhook_url=url)
+            return standin_events.cancel_subscription(subscription, webhook_url=url)
         payment_intent = options["payment_intent"]
         if not payment_intent:
             raise CommandError(f"{kind} needs --payment-intent pi_standin_...")
         if kind == "charge.refunded":
-            return standin.refund(
+            return standin_events.refund(
                 payment_intent, amount_refunded=options["amount"], webhook_url=url
             )
         status = "needs_response" if kind == "charge.dispute.created" else options["outcome"]
-        return standin.dispute(payment_intent, status=status, webhook_url=url)
+        return standin_events.dispute(payment_intent, status=status, webhook_url=url)
 
     def _new_session(self, options: dict) -> str:
         email, slug, plan_slug = options["email"], options["pack"], options["plan"]
@@ -117,7 +119,7 @@ class Command(BaseCommand):
         if pack is None:
             slugs = ", ".join(CreditPack.objects.values_list("slug", flat=True))
             raise CommandError(f"No pack {slug!r}; packs are: {slugs}.")
-        return services.start_checkout(user, pack).stripe_session_id
+        return start_checkout(user, pack).stripe_session_id
 
 
 def _paid_by(subscription_id: str) -> str:
@@ -131,5 +133,5 @@ def _paid_by(subscription_id: str) -> str:
     )
     if invoice is None:
         return ""
-    intent = standin.invoice_payment_intent(invoice.stripe_invoice_id)
+    intent = invoice_payment_intent(invoice.stripe_invoice_id)
     return f"; invoice {invoice.stripe_invoice_id} paid by payment intent {intent}"

@@ -1,87 +1,21 @@
-"""The seam between billing and Stripe: the real StripeClient, or the local stand-in.
-
-Services ask ``get_gateway()`` for customers, prices, Checkout Sessions and invoices and get
-plain dicts shaped like Stripe's objects (a retrieved session carries ``line_items`` expanded),
-so ``fulfil_checkout`` runs the same code whichever answers.
-"""
+"""Stripe's own API through one StripeClient pinned to ``STRIPE_API_VERSION``."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import stripe
 from django.conf import settings
 
-from billing.exceptions import GatewayError, PaymentsNotConfigured, PriceMismatch, SessionNotFound
+from billing.exceptions import GatewayError, PriceMismatch, SessionNotFound
+from billing.gateways.base import PAID_STATUSES, Price
 from billing.models import CreditPack, Plan, StripeMode
 
-PAID_STATUSES = frozenset({"paid", "no_payment_required"})
 HTTP_TIMEOUT_SECONDS = 20
-
-
-@dataclass(frozen=True)
-class Price:
-    """The Stripe Price a pack sells through, as checked at checkout time."""
-
-    id: str
-    unit_amount: int
-    currency: str
-
-
-class Gateway(Protocol):
-    """What billing needs from Stripe."""
-
-    mode: StripeMode
-
-    def create_customer(self, *, user_id: str, email: str, idempotency_key: str) -> str: ...
-
-    def resolve_price(self, product: CreditPack | Plan) -> Price: ...
-
-    def create_checkout_session(self, params: dict, *, idempotency_key: str) -> dict: ...
-
-    def retrieve_checkout_session(self, session_id: str) -> dict: ...
-
-    def list_paid_checkout_sessions(self, *, created_since: datetime) -> Iterator[dict]: ...
-
-    def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
-
-    def list_paid_invoices(self, *, created_since: datetime) -> Iterator[dict]: ...
-
-    def invoice_paid_by(self, payment_intent: str) -> str:
-        """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
-        ...
-
-
-def payments_configured() -> bool:
-    """Return whether buying can work: Stripe keys are set or the stand-in is on."""
-    if settings.BILLING_STANDIN_ENABLED:
-        return bool(settings.STRIPE_WEBHOOK_SECRET)
-    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
-
-
-def current_mode() -> StripeMode:
-    """Return the mode new purchases are made in."""
-    if settings.BILLING_STANDIN_ENABLED:
-        return StripeMode.STANDIN
-    return StripeMode.LIVE if settings.STRIPE_LIVEMODE else StripeMode.TEST
-
-
-def get_gateway() -> Gateway:
-    """Return the stand-in when its switch is on, else Stripe; raise when neither is set up."""
-    if not payments_configured():
-        raise PaymentsNotConfigured(
-            "Payments are not configured: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET."
-        )
-    if settings.BILLING_STANDIN_ENABLED:
-        from billing.standin import StandinGateway
-
-        return StandinGateway()
-    return StripeGateway(stripe_client(), mode=current_mode())
 
 
 def stripe_client() -> stripe.StripeClient:
