@@ -56,3 +56,30 @@ def test_bonus_skips_a_deactivated_user(user_factory, settings):
 
     assert grant_signup_bonus(user.pk) == "skipped"
     assert ledger_selectors.balance(user.pk).available == 0
+
+
+@pytest.fixture
+def broker_down():
+    """Point Celery's producer at a closed port for the duration of the test."""
+    saved = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    yield
+    celery_app.conf.broker_url = saved
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def test_a_broker_outage_grants_the_bonus_inline(
+    client, user_factory, settings, broker_down, caplog
+):
+    """enqueue_on_commit logs the failed publish and runs the fallback: the grant itself."""
+    settings.SIGNUP_BONUS_CREDITS = 100
+    user = user_factory(verified=False)
+
+    response = confirm(client, EmailAddress.objects.get(user=user))
+
+    assert response.status_code == 302
+    assert "could not queue billing.tasks.grant_signup_bonus" in caplog.text
+    assert ledger_selectors.balance(user.pk).available == 100
