@@ -136,9 +136,9 @@ def test_with_redis_stopped_every_journey_works_and_ops_hears_once(
     assert owner.get(success).status_code == 200
 
     # The Stripe webhook, delivered by the stand-in over HTTP, fulfils the purchase.
-    from billing import standin
+    from billing import standin_events
 
-    answer = standin.perform(
+    answer = standin_events.perform(
         "pay", world.checkout.stripe_session_id, webhook_url=f"{live_server.url}/webhooks/stripe/"
     )
     assert answer.status_code == 200, answer.text
