@@ -9,6 +9,10 @@ class InvalidRequest(GenerationError):
     """The submitted model or parameters are not in the catalogue."""
 
 
+class PriceChanged(InvalidRequest):
+    """The price the page showed is not the price of the submitted options now."""
+
+
 class RateLimited(GenerationError):
     """The user submitted too many generations in the current window."""
 

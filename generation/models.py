@@ -51,6 +51,8 @@ class Generation(models.Model):
         default=dict, blank=True, help_text="Extra request fields (local provider fault knobs)."
     )
     hold_ttl_seconds = models.PositiveIntegerField()
+    # The form's one-time key: a second POST of the same form finds this row instead of another.
+    submission_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     pending_action = models.CharField(  # noqa: DJ001 - NULL means no ledger work is claimed
         max_length=16, choices=PendingAction.choices, null=True, blank=True
@@ -72,6 +74,9 @@ class Generation(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "provider_job_id"], name="generation_unique_provider_job"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "submission_key"], name="generation_unique_submission"
             ),
             models.CheckConstraint(
                 condition=models.Q(progress__lte=100), name="generation_progress_le_100"

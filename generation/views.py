@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.contrib import messages
@@ -14,7 +15,7 @@ from generation import catalogue, selectors
 from generation.exceptions import GenerationError
 from generation.models import Generation, Status
 from generation.services.cancellation import cancel_generation
-from generation.services.submission import provider_status, submit_generation
+from generation.services.submission import offered_models, provider_status, submit_generation
 from ledger import api as ledger
 
 
@@ -31,10 +32,9 @@ def _estimate(request: HttpRequest, model_key: str, data) -> dict:
     except GenerationError as error:
         return {"cost": None, "error": str(error), "disabled_reason": str(error)}
     available = _available(request)
-    ready, why = provider_status(spec.key)
     reason = ""
-    if not ready:
-        reason = f"{spec.name} is unavailable here: {why}"
+    if not provider_status(spec.key)[0]:
+        reason = f"{spec.name} is not available here. Choose another model."
     elif available is not None and available < cost:
         reason = f"This costs {cost} credits and you have {available}. Buy credits to continue."
     return {
@@ -50,38 +50,50 @@ def _estimate(request: HttpRequest, model_key: str, data) -> dict:
 @login_required
 @require_http_methods(["GET", "POST"])
 def create(request: HttpRequest) -> HttpResponse:
-    """Show the catalogue-driven form; on submit queue the generation and open its page."""
+    """Show the catalogue-driven form; on submit queue the generation and open its page.
+
+    Only models whose provider is configured are offered; any other, or an unknown one, is
+    refused with a message. The form carries a one-time key and the price it showed.
+    """
     data = request.POST if request.method == "POST" else request.GET
-    model_key = data.get("model") or next(iter(catalogue.CATALOGUE))
-    if model_key not in catalogue.CATALOGUE:
-        model_key = next(iter(catalogue.CATALOGUE))
+    offered = offered_models()
+    requested = data.get("model") or ""
     error = ""
     if request.method == "POST" and "preview" not in request.POST:
         try:
             generation = submit_generation(
                 request.user,
-                model_key=model_key,
+                model_key=requested,
                 prompt=request.POST.get("prompt"),
                 params=request.POST,
+                submission_key=request.POST.get("submission_key"),
+                expected_cost=request.POST.get("estimate"),
             )
         except GenerationError as failure:
             error = str(failure)
         else:
             return redirect("generation:detail", generation_id=generation.pk)
-    estimate = _estimate(request, model_key, data)
-    spec = catalogue.CATALOGUE[model_key]
+    spec = next((m for m in offered if m.key == requested), None)
+    if spec is None and requested and not error:
+        error = "That model is not available here. Choose one of the models below."
+    spec = spec or (offered[0] if offered else None)
+    # Options and prompt carry over only for the model they were chosen for.
+    source = data if spec and spec.key == requested else {}
+    estimate = _estimate(request, spec.key, source) if spec else {}
     chosen = estimate.get("params") or {}
-    fields = [(p, chosen.get(p.name, data.get(p.name, p.default))) for p in spec.parameters]
+    parameters = spec.parameters if spec else ()
+    fields = [(p, chosen.get(p.name, source.get(p.name, p.default))) for p in parameters]
     return render(
         request,
         "generation/create.html",
         {
-            "models": catalogue.CATALOGUE.values(),
+            "models": offered,
             "selected": spec,
             "fields": fields,
             "estimate": estimate,
-            "prompt": data.get("prompt", ""),
+            "prompt": source.get("prompt", ""),
             "error": error,
+            "submission_key": secrets.token_urlsafe(24),
             "prompt_min": catalogue.PROMPT_MIN,
             "prompt_max": catalogue.PROMPT_MAX,
         },

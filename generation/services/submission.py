@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import ratelimit
 from generation import catalogue, transitions
-from generation.exceptions import ProviderUnavailable, RateLimited
+from generation.exceptions import InvalidRequest, PriceChanged, ProviderUnavailable, RateLimited
 from generation.models import Generation
 from generation.providers import get_provider
 from generation.services.queueing import enqueue_after_commit
+
+logger = logging.getLogger(__name__)
+SUBMISSION_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def check_rate_limit(user_id: uuid.UUID) -> None:
@@ -46,6 +51,11 @@ def provider_status(model_key: str) -> tuple[bool, str]:
     return get_provider(spec.provider).configured()
 
 
+def offered_models() -> list[catalogue.ModelSpec]:
+    """Return the catalogue's models whose provider is configured here, in catalogue order."""
+    return [spec for spec in catalogue.CATALOGUE.values() if provider_status(spec.key)[0]]
+
+
 def submit_generation(
     user,
     *,
@@ -53,33 +63,67 @@ def submit_generation(
     prompt: object,
     params: Mapping[str, object],
     provider_options: Mapping[str, object] | None = None,
+    submission_key: str | None = None,
+    expected_cost: object = None,
 ) -> Generation:
     """Validate, price and store a queued generation, then start it after commit.
 
-    Raises InvalidRequest, ProviderUnavailable or RateLimited and stores nothing in those cases.
+    ``submission_key`` is the form's one-time key: a second submission with the same key
+    returns the generation the first one stored, whatever else it carries, so a double click
+    holds once. ``expected_cost`` is the price the page showed; a different current price is
+    refused. Raises InvalidRequest, PriceChanged, ProviderUnavailable or RateLimited and stores
+    nothing in those cases.
     """
+    key = clean_submission_key(submission_key)
+    if key is not None:
+        first = Generation.objects.filter(user=user, submission_key=key).first()
+        if first is not None:
+            return first
     spec = catalogue.get_model(model_key)
     cleaned = catalogue.clean_parameters(spec, params)
     text = catalogue.clean_prompt(prompt)
     ready, reason = provider_status(model_key)
     if not ready:
-        raise ProviderUnavailable(reason)
+        logger.warning("refused %s: %s", spec.key, reason)
+        raise ProviderUnavailable(f"{spec.name} is not available here. Choose another model.")
     cost = catalogue.price(model_key, cleaned)
-    check_rate_limit(user.pk)
-    with transaction.atomic():
-        generation = Generation.objects.create(
-            user=user,
-            model_key=spec.key,
-            kind=spec.kind,
-            prompt=text,
-            params=cleaned,
-            cost=cost,
-            provider=spec.provider,
-            provider_options=dict(provider_options or {}),
-            hold_ttl_seconds=hold_ttl_seconds(spec.key, cleaned),
-            next_check_at=timezone.now()
-            + timedelta(seconds=settings.GENERATION_START_GRACE_SECONDS),
+    if expected_cost is not None and str(expected_cost) != str(cost):
+        raise PriceChanged(
+            f"The price of these options is {cost} credits, not what the page showed. "
+            "Check it and submit again."
         )
-        transitions.note(generation, "queued", f"Queued; this costs {cost} credits.")
-        enqueue_after_commit("start_generation", str(generation.pk))
+    check_rate_limit(user.pk)
+    try:
+        with transaction.atomic():
+            generation = Generation.objects.create(
+                user=user,
+                model_key=spec.key,
+                kind=spec.kind,
+                prompt=text,
+                params=cleaned,
+                cost=cost,
+                provider=spec.provider,
+                provider_options=dict(provider_options or {}),
+                hold_ttl_seconds=hold_ttl_seconds(spec.key, cleaned),
+                submission_key=key,
+                next_check_at=timezone.now()
+                + timedelta(seconds=settings.GENERATION_START_GRACE_SECONDS),
+            )
+            transitions.note(generation, "queued", f"Queued; this costs {cost} credits.")
+            enqueue_after_commit("start_generation", str(generation.pk))
+    except IntegrityError:
+        # The same form submitted concurrently: the unique key let the other request store it.
+        first = Generation.objects.filter(user=user, submission_key=key).first()
+        if key is None or first is None:
+            raise
+        return first
     return generation
+
+
+def clean_submission_key(value: object) -> str | None:
+    """Return a well-formed one-time key, None when absent; raise InvalidRequest otherwise."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not SUBMISSION_KEY.fullmatch(value):
+        raise InvalidRequest("This form is out of date: reload the page and submit again.")
+    return value
