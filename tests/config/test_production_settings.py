@@ -104,6 +104,28 @@ def test_unset_django_env_stops_with_one_line(db_urls):
     ]
 
 
+@pytest.mark.parametrize("program", ["wsgi", "celery"])
+def test_unset_django_env_stops_web_and_celery(db_urls, program):
+    code = {
+        "wsgi": "import config.wsgi",
+        "celery": "from config.celery import app; app.loader.import_default_modules()",
+    }[program]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=production_env(db_urls, DJANGO_ENV=None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith("DJANGO_ENV is not set: one of development, test, production (see .env.example).")
+    )
+
+
 @pytest.mark.parametrize(
     ("enabling", "secret"),
     [
