@@ -78,6 +78,16 @@ class Processes:
             time.sleep(0.2)
         raise WalkFailed(f"{name} did not log {text!r} within {timeout:.0f}s")
 
+    def assert_nothing_logged_as_error(self) -> str:
+        """Fail on any ERROR or CRITICAL log line or traceback from web, worker or beat."""
+        markers = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback (most recent call last)")
+        for name in ("web", "worker", "beat"):
+            text = (LOGS / f"{name}.log").read_text(errors="replace")
+            found = [line for line in text.splitlines() if any(m in line for m in markers)]
+            if found:
+                raise WalkFailed(f"{name} logged errors: {found[:3]}")
+        return "web, worker, beat"
+
     def assert_alive(self) -> None:
         for name, process in self.running.items():
             if process.poll() is not None:
@@ -249,6 +259,9 @@ def walk(admin_url: str, processes: Processes, stand_ins: list, shots: Path | No
         note = step()
         processes.assert_alive()
         say(name, time.monotonic() - started, note or "")
+    started = time.monotonic()
+    note = processes.assert_nothing_logged_as_error()
+    say("no errors", time.monotonic() - started, note)
     if shots:
         started = time.monotonic()
         screenshot(proxy.url, shots)
