@@ -42,7 +42,7 @@ def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMe
         errors.append(
             checks.Error(
                 "STRIPE_API_BASE_URL must be https (plain http only to a loopback address).",
-                id="config.E003",
+                id="config.E005",
             )
         )
     for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PROVIDER_WEBHOOK_SECRET"):

@@ -86,6 +86,15 @@ def test_runtime_url_alone_serves(db_urls):
     assert result.returncode == 0, result.stderr
 
 
+def test_migrate_alone_asks_for_the_owner_url(db_urls):
+    result = manage(production_env(db_urls), "migrate", "--check")
+    assert result.returncode != 0
+    assert "migrate needs DATABASE_OWNER_URL" in result.stderr
+    with_owner = production_env(db_urls, DATABASE_OWNER_URL=db_urls.owner)
+    result = manage(with_owner, "migrate", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_missing_runtime_url_is_refused_not_derived(db_urls, settings):
     env = production_env(db_urls, DATABASE_URL=None, DATABASE_ADMIN_URL=settings.DATABASE_ADMIN_URL)
     result = manage(env, "check")

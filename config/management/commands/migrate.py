@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrate
 
 
@@ -9,3 +10,12 @@ class Command(DjangoMigrate):
         super().add_arguments(parser)
         if "owner" in settings.DATABASES:
             parser.set_defaults(database="owner")
+
+    def handle(self, *args, **options) -> None:
+        # Outside production the owner URL derives from the admin URL; in production it is the
+        # one process that gets it, so say so instead of failing on the runtime role's privileges.
+        if settings.PRODUCTION and "owner" not in settings.DATABASES:
+            raise CommandError(
+                "migrate needs DATABASE_OWNER_URL (the owner role); web, worker and beat do not."
+            )
+        super().handle(*args, **options)
