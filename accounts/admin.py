@@ -35,7 +35,9 @@ class UserAdmin(BaseUserAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Deactivate selected users (they keep their history)")
+    @admin.action(
+        description="Deactivate selected users (they keep their history)", permissions=["change"]
+    )
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         count = 0
         for user in queryset.filter(is_active=True):

@@ -93,7 +93,13 @@ class StripeEventAdmin(ReadOnlyAdmin):
     def processed(self, event: StripeEvent) -> bool:
         return event.processed_at is not None
 
-    @admin.action(description="Process selected events again (safe: grants are keyed)")
+    def has_reprocess_event_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.reprocess_event")
+
+    @admin.action(
+        description="Process selected events again (safe: grants are keyed)",
+        permissions=["reprocess_event"],
+    )
     def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         for event in queryset:
             try:
@@ -180,15 +186,26 @@ class ReviewItemAdmin(NoDeleteAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Resolve: grant credits (asks for a reason)")
+    def has_resolve_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.resolve_review")
+
+    @admin.action(
+        description="Resolve: grant credits (asks for a reason)", permissions=["resolve_review"]
+    )
     def resolve_by_grant(self, request: HttpRequest, queryset: QuerySet[ReviewItem]):
         return self._resolve(request, queryset, "grant")
 
-    @admin.action(description="Resolve: claw back credits, never below zero (asks for a reason)")
+    @admin.action(
+        description="Resolve: claw back credits, never below zero (asks for a reason)",
+        permissions=["resolve_review"],
+    )
     def resolve_by_clawback(self, request: HttpRequest, queryset: QuerySet[ReviewItem]):
         return self._resolve(request, queryset, "clawback")
 
-    @admin.action(description="Resolve: dismiss without moving credits (asks for a reason)")
+    @admin.action(
+        description="Resolve: dismiss without moving credits (asks for a reason)",
+        permissions=["resolve_review"],
+    )
     def resolve_by_dismissal(self, request: HttpRequest, queryset: QuerySet[ReviewItem]):
         return self._resolve(request, queryset, "dismiss")
 

@@ -216,6 +216,9 @@ class StripeEvent(models.Model):
                 name="billing_event_unprocessed",
             )
         ]
+        permissions = [
+            ("reprocess_event", "Can process stored Stripe events again"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_event_id}"
@@ -460,6 +463,9 @@ class ReviewItem(models.Model):
                 | Q(resolved_at__isnull=False) & ~Q(resolution=""),
                 name="billing_review_resolved_shape",
             )
+        ]
+        permissions = [
+            ("resolve_review", "Can resolve review items (moves credits)"),
         ]
 
     def __str__(self) -> str:

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "config.admin_access.StaffMFAMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -182,6 +184,13 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_ALLOW_REGISTRATION = env_bool("ACCOUNT_ALLOW_REGISTRATION", True)
 ACCOUNT_EMAIL_SUBJECT_PREFIX = env_str("EMAIL_SUBJECT_PREFIX", "[Genmedia] ")
+
+# Two-factor sign-in (allauth.mfa): an authenticator app plus recovery codes. Optional for
+# customers (account settings); staff must have it to open the admin in production, where it
+# cannot be turned off, and anywhere ADMIN_REQUIRE_MFA is on.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "Genmedia")
+ADMIN_REQUIRE_MFA = PRODUCTION or env_bool("ADMIN_REQUIRE_MFA", False)
 
 # Email: console in development, SMTP when EMAIL_HOST is set (Mailpit in compose).
 EMAIL_HOST = env_str("EMAIL_HOST", "")

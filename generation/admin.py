@@ -38,7 +38,13 @@ class GenerationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Re-drive now (reset attempts and enqueue the next step)")
+    def has_redrive_generation_permission(self, request) -> bool:
+        return request.user.has_perm("generation.redrive_generation")
+
+    @admin.action(
+        description="Re-drive now (reset attempts and enqueue the next step)",
+        permissions=["redrive_generation"],
+    )
     def redrive_now(self, request, queryset) -> None:
         count = queryset.exclude(next_check_at=None, pending_action=None).update(
             next_check_at=timezone.now(), redrive_attempts=0, alerted_at=None

@@ -91,6 +91,9 @@ class Generation(models.Model):
                 condition=models.Q(next_check_at__isnull=False),
             ),
         ]
+        permissions = [
+            ("redrive_generation", "Can re-drive stuck generations"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_key} {self.id} ({self.status})"

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class LedgerConfig(AppConfig):
@@ -6,3 +7,8 @@ class LedgerConfig(AppConfig):
 
     name = "ledger"
     verbose_name = "Ledger"
+
+    def ready(self) -> None:
+        from ledger.groups import ensure_operator_group
+
+        post_migrate.connect(ensure_operator_group, sender=self)

@@ -53,6 +53,10 @@ class Account(models.Model):
         db_table = "ledger_account"
         verbose_name = "balance"
         ordering = ["-updated_at"]
+        permissions = [
+            ("adjust_account", "Can adjust a balance (admin correction with a reason)"),
+            ("view_ledger_health", "Can view ledger health (invariants and totals)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.available} available, {self.held} held"

@@ -130,6 +130,26 @@ def staff(user_factory):
 
 
 @pytest.fixture
+def view_only_staff(user_factory):
+    """A staff user holding every ``view_*`` permission and nothing else."""
+    from django.contrib.auth.models import Permission
+
+    user = user_factory(f"viewer-{uuid.uuid4().hex[:8]}@example.com", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    return user
+
+
+@pytest.fixture
+def view_only_client(view_only_staff):
+    """A client signed in as ``view_only_staff``."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(view_only_staff)
+    return client
+
+
+@pytest.fixture
 def alice_client(client, alice):
     client.force_login(alice)
     return client
