@@ -33,5 +33,6 @@ class StaffMFAMiddleware:
             and user.is_authenticated
             and user.is_staff
             and request.path.startswith(reverse("admin:index"))
+            and request.path != reverse("admin:logout")
             and not is_mfa_enabled(user, types=[Authenticator.Type.TOTP])
         )

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("generation", "0001_initial"),
+        ("generation", "0002_generation_submission_key"),
     ]
 
     operations = [
