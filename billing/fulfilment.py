@@ -29,6 +29,7 @@ from billing.gateways import PAID_STATUSES, get_gateway
 from billing.models import CheckoutSession, ReviewItem, StripeCustomer
 from billing.review_queue import open_review
 from billing.selectors import has_active_subscription
+from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
 Status = CheckoutSession.Status
@@ -96,13 +97,14 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
         memo=f"{checkout.product_name}: Stripe Checkout {session_id} ({source})",
         on_conflict=to_review,
     )
-    if result.status == "conflict":
+    if result.status == ledger.GrantOutcome.CONFLICT:
         return Fulfilment("review", checkout)
     mark_paid(checkout, result.entry_id, stripe_state(checkout, session))
     logger.info(
         "checkout %s: %s by %s", session_id, result.status, source, extra={"checkout": session_id}
     )
-    return Fulfilment("granted" if result.status == "granted" else "duplicate", checkout)
+    granted = result.status == ledger.GrantOutcome.GRANTED
+    return Fulfilment("granted" if granted else "duplicate", checkout)
 
 
 def checkout_problem(checkout: CheckoutSession, session: dict) -> tuple[str, str] | None:

@@ -55,11 +55,11 @@ def grant(
     without it the caller reads the status. A new grant lets the user's withheld outputs unlock.
     """
     result = ledger.grant(user_id, credits, key=key, source=source, memo=memo)
-    if result.status == "conflict":
+    if result.status == ledger.GrantOutcome.CONFLICT:
         if on_conflict is not None:
             on_conflict(conflict_detail(key))
         return result
-    if result.status == "granted":
+    if result.status == ledger.GrantOutcome.GRANTED:
         # After commit, never failing: generation's re-drive collects on its own schedule.
         enqueue_on_commit("billing.tasks.collect_unpaid", str(user_id))
     return result

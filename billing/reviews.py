@@ -156,7 +156,7 @@ def _apply(item: ReviewItem, plan: dict[str, Any], *, actor: Any, reason: str) -
     result = ledger.clawback(
         plan["user_id"], plan["credits"], key=key, source=grants.REVIEW_SOURCE, memo=memo
     )
-    if result.status == "conflict":
+    if result.status == ledger.ClawbackOutcome.CONFLICT:
         _refuse(key)("")
     return f"clawback {key}: {result.status}, took {result.taken}, short {result.shortfall}"
 

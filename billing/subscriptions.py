@@ -31,6 +31,7 @@ from billing.models import (
 )
 from billing.review_queue import open_review
 from billing.selectors import has_active_subscription
+from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
 GRANTING_REASONS = frozenset({"subscription_create", "subscription_cycle"})
@@ -160,7 +161,7 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
         memo=f"{plan.name}: invoice {invoice_id} ({reason})",
         on_conflict=to_review,
     )
-    if result.status == "conflict":
+    if result.status == ledger.GrantOutcome.CONFLICT:
         return "review"
     _store_invoice(
         invoice_id,
