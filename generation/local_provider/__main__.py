@@ -8,7 +8,8 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
-from generation.local_provider.server import Config, clean_faults, serve
+from generation.local_provider.jobs import Config, clean_faults
+from generation.local_provider.server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
