@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import secrets
-import time
 import uuid
 
 import pytest
@@ -14,40 +9,13 @@ from django.db import connections
 
 from billing.gateways import stripe as stripe_gateway
 from billing.models import CreditPack
-from tests.billing.fakestripe import FakeStripe
-
-WEBHOOK_SECRET = "whsec_test_" + "b" * 32
-
-
-def stripe_signature(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp=None) -> str:
-    """Sign as Stripe does: t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<payload>" keyed by the secret>."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def make_event(
-    event_type: str, data_object: dict, *, livemode: bool = False, expanded: bool = False, **extra
-) -> dict:
-    """Return an event envelope in Stripe's shape (the session without expansions, unless
-    ``expanded``)."""
-    if not expanded:
-        data_object = {k: v for k, v in data_object.items() if k != "line_items"}
-    return {
-        "id": extra.pop("event_id", "evt_" + secrets.token_hex(12)),
-        "object": "event",
-        "api_version": "2026-10-28.endive",
-        "created": int(time.time()),
-        "livemode": livemode,
-        "pending_webhooks": 1,
-        "type": event_type,
-        "data": {"object": data_object},
-        **extra,
-    }
-
-
-def encode(event: dict) -> bytes:
-    return json.dumps(event).encode()
+from tests.billing.fakestripe import (
+    WEBHOOK_SECRET,
+    FakeStripe,
+    encode,
+    stripe_signature,
+)
+from tests.billing.fakestripe import make_event as make_event  # the billing tests import it here
 
 
 @pytest.fixture

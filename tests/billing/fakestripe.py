@@ -3,11 +3,14 @@
 Everything above the wire (StripeClient, its form encoding, retries, idempotency headers, error
 mapping, our gateway) runs for real; only the network is replaced. The fake keeps objects in
 memory, honours Idempotency-Key like Stripe (same key, same answer), and records every request
-so tests can assert parameters and headers.
+so tests can assert parameters and headers. Events and their signatures are built here too,
+without Django, so ``make prod-check`` sends the same ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -48,6 +51,40 @@ def _listify(node):
         if node and all(k.isdigit() for k in node):
             return [node[k] for k in sorted(node, key=int)]
     return node
+
+
+WEBHOOK_SECRET = "whsec_test_" + "b" * 32
+
+
+def stripe_signature(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp=None) -> str:
+    """Sign as Stripe does: t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<payload>" keyed by the secret>."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def make_event(
+    event_type: str, data_object: dict, *, livemode: bool = False, expanded: bool = False, **extra
+) -> dict:
+    """Return an event envelope in Stripe's shape (the session without expansions, unless
+    ``expanded``)."""
+    if not expanded:
+        data_object = {k: v for k, v in data_object.items() if k != "line_items"}
+    return {
+        "id": extra.pop("event_id", "evt_" + secrets.token_hex(12)),
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": int(time.time()),
+        "livemode": livemode,
+        "pending_webhooks": 1,
+        "type": event_type,
+        "data": {"object": data_object},
+        **extra,
+    }
+
+
+def encode(event: dict) -> bytes:
+    return json.dumps(event).encode()
 
 
 class FakeStripe(stripe.HTTPClient):

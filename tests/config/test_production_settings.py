@@ -47,6 +47,13 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def python(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter, as a server process would import the app."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_check_deploy_is_clean_at_warning_level(db_urls):
     result = manage(production_env(db_urls), "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -75,14 +82,7 @@ def test_signup_bonus_is_refused(db_urls):
 def test_runtime_url_alone_serves(db_urls):
     env = production_env(db_urls)
     assert not any(key in env for key in ("DATABASE_OWNER_URL", "DATABASE_ADMIN_URL"))
-    result = subprocess.run(
-        [sys.executable, "-c", "import config.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = python(env, "import config.wsgi")
     assert result.returncode == 0, result.stderr
 
 
@@ -119,14 +119,7 @@ def test_unset_django_env_stops_web_and_celery(db_urls, program):
         "wsgi": "import config.wsgi",
         "celery": "from config.celery import app; app.loader.import_default_modules()",
     }[program]
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=production_env(db_urls, DJANGO_ENV=None),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = python(production_env(db_urls, DJANGO_ENV=None), code)
     assert result.returncode != 0
     assert (
         result.stderr.strip()
@@ -232,13 +225,6 @@ def test_malformed_setting_fails_naming_it(db_urls):
 
 def test_wsgi_refuses_to_serve_an_unsafe_production(db_urls):
     env = production_env(db_urls, LOCAL_PROVIDER_ENABLED="true")
-    result = subprocess.run(
-        [sys.executable, "-c", "import config.wsgi"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = python(env, "import config.wsgi")
     assert result.returncode != 0
     assert "LOCAL_PROVIDER_ENABLED is a development switch" in result.stderr

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import importlib
-import json
 import re
 import secrets
 import time
@@ -15,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.billing.fakestripe import encode, make_event, stripe_signature
 from tests.production.browser import Browser, WalkFailed
 from tests.production.stand_ins import SmtpSink, StripeApi, TlsProxy
 
@@ -106,7 +104,6 @@ class Journey:
         session = self.stripe.fake.complete(location.rstrip("/").rsplit("/", 1)[1])
         key = session["line_items"]["data"][0]["price"]["lookup_key"]
         credits = next(pack[2] for pack in SEEDED_PACKS if pack[4] == key)
-        del session["line_items"]  # events carry the session without expansions
         self._post_stripe_event("checkout.session.completed", session)
         self.browser.get(f"/billing/success/?session_id={session['id']}")
         after = self.browser.balance(self.browser.get("/billing/").text)
@@ -116,23 +113,9 @@ class Journey:
         return f"{credits} credits"
 
     def _post_stripe_event(self, kind: str, data_object: dict) -> None:
-        event = {
-            "id": "evt_" + secrets.token_hex(12),
-            "object": "event",
-            "api_version": "2026-10-28.endive",
-            "created": int(time.time()),
-            "livemode": False,
-            "pending_webhooks": 1,
-            "type": kind,
-            "data": {"object": data_object},
-        }
-        payload = json.dumps(event).encode()
-        stamp = int(time.time())
-        mac = hmac.new(
-            self.stripe_webhook_secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256
-        )
+        payload = encode(make_event(kind, data_object))
         headers = {
-            "Stripe-Signature": f"t={stamp},v1={mac.hexdigest()}",
+            "Stripe-Signature": stripe_signature(payload, self.stripe_webhook_secret),
             "Content-Type": "application/json",
         }
         self.browser.request(
