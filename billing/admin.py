@@ -10,6 +10,7 @@ from billing.exceptions import BillingError
 from billing.models import (
     CheckoutSession,
     CreditPack,
+    PaymentReversal,
     Plan,
     Reversal,
     ReversalStep,
@@ -226,7 +227,7 @@ class ReviewItemAdmin(NoDeleteAdmin):
                     "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 },
             )
-        items = queryset.select_related("checkout_session__pack", "step__reversal")
+        items = queryset.select_related("checkout_session__pack", "step__payment")
         for item in items:
             try:
                 reviews.resolve_review(
@@ -301,22 +302,33 @@ class ReversalStepInline(admin.TabularInline):
         return False
 
 
-@admin.register(Reversal)
-class ReversalAdmin(ReadOnlyAdmin):
-    """Refunds and disputes per purchase, with the ledger steps they planned."""
+class ReversalInline(admin.TabularInline):
+    model = Reversal
+    fields = ("kind", "stripe_id", "stripe_amount", "stripe_status", "outcome", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(PaymentReversal)
+class PaymentReversalAdmin(ReadOnlyAdmin):
+    """Each payment's refunds and disputes, the credits they take back, and the ledger steps."""
 
     list_display = (
         "created_at",
-        "kind",
-        "stripe_id",
+        "stripe_payment_intent_id",
         "user",
-        "stripe_amount",
         "amount_paid",
+        "refunded",
+        "disputed",
+        "credits_granted",
         "credits_target",
-        "stripe_status",
-        "outcome",
+        "credits_taken",
+        "credits_short",
     )
-    list_filter = ("kind", "outcome")
     list_select_related = ("user",)
-    search_fields = ("stripe_id", "stripe_payment_intent_id", "user__email")
-    inlines = [ReversalStepInline]
+    search_fields = ("stripe_payment_intent_id", "stripe_invoice_id", "user__email")
+    inlines = [ReversalInline, ReversalStepInline]

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import reversals
 from billing.exceptions import BillingError, GatewayError
 from billing.gateways import Gateway, get_gateway
 from billing.models import CheckoutSession, CreditPack, Plan, StripeCustomer
@@ -120,9 +121,9 @@ def create_checkout(
 def record_checkout_failed(session: dict) -> CheckoutSession | None:
     """Mark an open purchase failed after its delayed payment failed."""
     checkout = checkout_by_session(session.get("id", ""))
-    if checkout is not None:
+    # Only an open purchase fails: after a grant (or a review) Stripe's word changes nothing.
+    if checkout is not None and transition(checkout, Status.FAILED, allowed=(Status.OPEN,)):
         record_stripe_state(checkout, session)
-        transition(checkout, Status.FAILED, allowed=(Status.OPEN,))
     return checkout
 
 
@@ -144,7 +145,7 @@ def transition(checkout: CheckoutSession, to: str, *, allowed: tuple[str, ...]) 
 
 
 def mark_paid(checkout: CheckoutSession, entry_id: int | None, state: dict | None = None) -> None:
-    """Record the purchase as paid once; later callers change nothing."""
+    """Record the purchase as paid once, then apply any reversal recorded before the grant."""
     # Guarded: the first caller to get here records the time; later ones change nothing.
     now = timezone.now()
     fields = {
@@ -158,6 +159,8 @@ def mark_paid(checkout: CheckoutSession, entry_id: int | None, state: dict | Non
     )
     for field, value in fields.items():
         setattr(checkout, field, value)
+    # A refund or dispute may have arrived before the grant: it applies now.
+    reversals.purchase_granted(payment_intent=checkout.stripe_payment_intent_id)
 
 
 def stripe_state(checkout: CheckoutSession, session: dict) -> dict[str, Any]:

@@ -304,12 +304,74 @@ class SubscriptionInvoice(models.Model):
         return f"invoice:{self.stripe_invoice_id}"
 
 
-class Reversal(models.Model):
-    """Money going back for one purchase: a charge's refunds, or one dispute.
+class PaymentReversal(models.Model):
+    """The reversal account of one payment: every refund and dispute of any of its charges.
 
-    ``credits_target`` only grows (refunds) and is advanced under a row lock, so the clawback
-    steps planned from it cover disjoint ranges however deliveries repeat or reorder.
+    One row per payment intent, created by the first refund or dispute (even before the grant
+    lands) and row-locked whenever an event applies. The credits to take back are derived from
+    the money lost, never from one event: ``credits_target`` is the share of ``credits_granted``
+    that ``min(amount_paid, refunded + disputed)`` bought, and clawback or grant-back steps move
+    ``credits_taken`` (net) plus ``credits_short`` (not there to take) towards it.
     """
+
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
+    # Learned from Stripe for an invoice's payment, so a grant that lands later finds the row.
+    stripe_invoice_id = models.CharField(max_length=255, blank=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    checkout_session = models.OneToOneField(
+        CheckoutSession,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversal_account",
+    )
+    invoice = models.OneToOneField(
+        SubscriptionInvoice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversal_account",
+    )
+    credits_granted = models.PositiveIntegerField(default=0, help_text="0 until the grant lands.")
+    amount_paid = models.PositiveIntegerField(default=0, help_text="Minor units actually paid.")
+    currency = models.CharField(max_length=3, blank=True)
+    refunded = models.PositiveIntegerField(default=0, help_text="Summed over the charges.")
+    disputed = models.PositiveIntegerField(default=0, help_text="Disputes open or lost.")
+    credits_target = models.PositiveIntegerField(default=0)
+    credits_taken = models.PositiveIntegerField(default=0, help_text="Taken back, net.")
+    credits_short = models.PositiveIntegerField(
+        default=0, help_text="Owed back but already spent or held when asked."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_taken__lte=models.F("credits_granted")),
+                name="billing_payrev_taken_le_granted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment {self.stripe_payment_intent_id}"
+
+    @property
+    def money_lost(self) -> int:
+        """Refunded plus disputed, counted once: never more than was paid."""
+        return min(self.amount_paid, self.refunded + self.disputed)
+
+
+class Reversal(models.Model):
+    """Stripe's latest word on one subject of a payment's account: a charge's refunds, or one
+    dispute. ``stripe_amount`` only grows; a dispute's ``outcome`` is final once set."""
 
     class Kind(models.TextChoices):
         REFUND = "refund", "Refund"
@@ -320,28 +382,13 @@ class Reversal(models.Model):
         WON = "won", "Won (funds returned to us)"
         LOST = "lost", "Lost"
 
+    payment = models.ForeignKey(PaymentReversal, on_delete=models.PROTECT, related_name="subjects")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     stripe_id = models.CharField(max_length=255, help_text="Charge id (refunds), dispute id.")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    checkout_session = models.ForeignKey(
-        CheckoutSession, on_delete=models.PROTECT, null=True, blank=True, related_name="reversals"
-    )
-    invoice = models.ForeignKey(
-        SubscriptionInvoice,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="reversals",
-    )
-    stripe_payment_intent_id = models.CharField(max_length=255, db_index=True)
-    credits_granted = models.PositiveIntegerField(help_text="What the purchase granted.")
-    amount_paid = models.PositiveIntegerField(help_text="Minor units; the base of proportions.")
-    currency = models.CharField(max_length=3)
     # Refund: the largest cumulative amount_refunded seen. Dispute: the disputed amount.
     stripe_amount = models.PositiveIntegerField(default=0)
     stripe_status = models.CharField(max_length=32, blank=True)
     outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True, default="")
-    credits_target = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -356,7 +403,7 @@ class Reversal(models.Model):
 
 
 class ReversalStep(models.Model):
-    """One ledger call a reversal needs, planned under the reversal's lock, run after commit.
+    """One ledger call a payment's account needs, planned under its lock, run after commit.
 
     Its ``key`` is the ledger key, so running a step again (a replay, a crash, an admin) is a
     ``duplicate`` with the first result.
@@ -373,11 +420,10 @@ class ReversalStep(models.Model):
         CANCELED = "canceled", "Canceled"
         FAILED = "failed", "Failed"
 
-    reversal = models.ForeignKey(Reversal, on_delete=models.PROTECT, related_name="steps")
+    payment = models.ForeignKey(PaymentReversal, on_delete=models.PROTECT, related_name="steps")
     key = models.CharField(max_length=200, unique=True)
     action = models.CharField(max_length=8, choices=Action.choices)
-    # Null for a grant-back until its clawback has run: it returns what was actually taken.
-    credits = models.PositiveIntegerField(null=True, blank=True)
+    credits = models.PositiveIntegerField()
     status = models.CharField(max_length=8, choices=Status.choices)
     ledger_status = models.CharField(max_length=16, blank=True)
     taken = models.PositiveIntegerField(default=0)
@@ -387,6 +433,9 @@ class ReversalStep(models.Model):
 
     class Meta:
         ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="billing_step_credits_pos"),
+        ]
 
     def __str__(self) -> str:
         return self.key

@@ -1,21 +1,24 @@
-"""Refunds and disputes: money going back, credits following it under review.
+"""Refunds and disputes: one reversal account per payment, credits following the money lost.
 
-Each Stripe event is mapped to the purchase through its payment intent. Under a row lock on the
-purchase's ``Reversal`` (one per refunded charge, one per dispute) the change is turned into
-planned ``ReversalStep`` rows and a review item, then the lock is released and the steps run
-through ``ledger.api`` outside any transaction. A step's ledger key is fixed when it is planned:
+Every refund and dispute names a payment intent, and each lands on that payment's
+``PaymentReversal`` under a row lock, whatever charge of the payment it concerns and in whatever
+order Stripe delivers it. Under the lock the subject's Stripe state is updated (a charge's
+cumulative ``amount_refunded`` only grows; a dispute's outcome is final once closed), the money
+lost is recounted and at most one ledger step is planned towards
 
-- refunds: Stripe's ``amount_refunded`` is cumulative, so the credits to take back in total are
-  ``floor(credits * min(amount_refunded, paid) / paid)`` and each step takes only the growth of
-  that target, keyed ``refund:<charge>:<from>-<to>``. The target only grows, so a replay or an
-  older delivery plans nothing; rounding down favours the customer on a partial refund and a
-  full refund takes exactly the purchase's credits.
-- disputes: ``dispute:<id>:clawback`` takes the disputed share once (on creation, or on a loss
-  seen first); a win (or an inquiry closed without a chargeback) after a clawback plans
-  ``dispute:<id>:reinstate``, which grants back exactly what the clawback took.
+    target = floor(credits_granted * min(paid, refunded + disputed) / paid)
 
-A step whose ledger call failed or never ran (a crash) stays planned and runs on the next
-delivery of any event for that reversal; its key makes a second run a ``duplicate``.
+where ``disputed`` counts disputes open or lost; won, ``warning_closed`` and ``prevented`` count
+nothing. So a dispute of money already refunded takes nothing new, a closed dispute returns
+only what the refunds do not cover, and nothing ever exceeds what the payment granted.
+
+Towards a higher target a clawback is planned (or left for an admin under ``review_only``);
+towards a lower one a clawback still waiting for an admin shrinks first, then the recorded
+shortfall is forgiven, then credits actually taken are granted back. Steps run after commit
+through ``ledger.api`` under the key fixed when they were planned, and their results move the
+account's counters in the same guarded update that marks them done, so a crash, a replay or
+two concurrent deliveries move credits once. Before the grant lands ``credits_granted`` is 0
+and nothing is planned; ``purchase_granted`` applies what was recorded the moment it lands.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing import grants
@@ -33,6 +37,7 @@ from billing.exceptions import BillingError
 from billing.gateways import get_gateway, payments_configured
 from billing.models import (
     CheckoutSession,
+    PaymentReversal,
     Reversal,
     ReversalStep,
     ReviewItem,
@@ -44,18 +49,23 @@ from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
 Step = ReversalStep.Status
+Action = ReversalStep.Action
 Reason = ReviewItem.Reason
-REFUND_SOURCE = "stripe_refund"
-DISPUTE_SOURCE = "stripe_dispute"
-# Closed with the money back with us: the credits taken for the dispute are returned. Stripe's
-# ``prevented`` disputes are settled by a refund, whose own event claws back instead.
+REVERSAL_SOURCE = "stripe_reversal"
+# Closed with the money back with us: the dispute no longer counts as money lost. Stripe's
+# ``prevented`` disputes are settled by a refund, which counts on its own.
 DISPUTE_RETURNED = frozenset({"won", "warning_closed", "prevented"})
 DISPUTE_LOST = frozenset({"lost"})
+# Enough rounds for a crash's leftover step plus the step it makes necessary.
+MAX_SETTLE_ROUNDS = 8
 
 
 @dataclass(frozen=True)
 class Purchase:
-    """What a payment intent bought: whose credits, how many were granted, for how much."""
+    """What a payment intent bought: whose credits, how many were granted, for how much.
+
+    ``user_id`` is None for an invoice Stripe names that we have not recorded yet.
+    """
 
     user_id: Any
     credits: int
@@ -64,13 +74,13 @@ class Purchase:
     label: str
     checkout: CheckoutSession | None = None
     invoice: SubscriptionInvoice | None = None
+    invoice_id: str = ""
 
 
 def find_purchase(payment_intent_id: str) -> Purchase | None:
     """Return the pack purchase or subscription invoice paid by this intent, or None.
 
-    ``credits`` is 0 when the purchase never granted (still in review, say): there is nothing
-    to take back then, only a case to review.
+    ``credits`` is 0 while the purchase has not granted (still open, or in review).
     """
     if not payment_intent_id:
         return None
@@ -81,15 +91,16 @@ def find_purchase(payment_intent_id: str) -> Purchase | None:
     )
     if checkout is not None:
         granted = checkout.status == CheckoutSession.Status.PAID and not checkout.is_subscription
+        paid = checkout.amount if checkout.amount_total is None else checkout.amount_total
         return Purchase(
             user_id=checkout.user_id,
             credits=checkout.credits if granted else 0,
-            paid=checkout.amount_total if checkout.amount_total else checkout.amount,
+            paid=paid,
             currency=checkout.currency,
             label=f"{checkout.product_name} (Checkout {checkout.stripe_session_id})",
             checkout=checkout,
         )
-    invoice = _invoice_paid_by(payment_intent_id)
+    invoice, invoice_id = _invoice_paid_by(payment_intent_id)
     if invoice is not None:
         granted = invoice.status == SubscriptionInvoice.Status.GRANTED
         return Purchase(
@@ -99,29 +110,40 @@ def find_purchase(payment_intent_id: str) -> Purchase | None:
             currency=invoice.currency,
             label=f"subscription invoice {invoice.stripe_invoice_id}",
             invoice=invoice,
+            invoice_id=invoice.stripe_invoice_id,
         )
+    if invoice_id:
+        return Purchase(None, 0, 0, "", f"invoice {invoice_id}", invoice_id=invoice_id)
     return None
 
 
-def _invoice_paid_by(payment_intent_id: str) -> SubscriptionInvoice | None:
-    """Return our subscription invoice this intent paid, asking Stripe the first time.
+def _invoice_paid_by(payment_intent_id: str) -> tuple[SubscriptionInvoice | None, str]:
+    """Return our invoice this intent paid and its Stripe id, asking Stripe the first time.
 
-    Stripe's invoice events do not name the intent that paid them (``Invoice.payments`` is
-    included only on request), so the first refund or dispute of an invoice's payment asks the
-    gateway which invoice it paid and keeps the answer on the row. A gateway error propagates:
-    the event is answered 500 and Stripe's retry asks again.
+    Stripe's invoice events do not name the intent that paid them, so the first refund or
+    dispute of an invoice's payment asks the gateway and keeps the answer (on the invoice row,
+    or on the reversal account when the invoice has not been recorded yet). A gateway error
+    propagates: the event is answered 500 and Stripe's retry asks again.
     """
     ours = SubscriptionInvoice.objects.filter(user__isnull=False)
     invoice = ours.filter(stripe_payment_intent_id=payment_intent_id).first()
-    if invoice is not None or not payments_configured():
-        return invoice
-    invoice_id = get_gateway().invoice_paid_by(payment_intent_id)
+    if invoice is not None:
+        return invoice, invoice.stripe_invoice_id
+    known = (
+        PaymentReversal.objects.filter(stripe_payment_intent_id=payment_intent_id)
+        .exclude(stripe_invoice_id="")
+        .values_list("stripe_invoice_id", flat=True)
+        .first()
+    )
+    if known is None and not payments_configured():
+        return None, ""
+    invoice_id = known or get_gateway().invoice_paid_by(payment_intent_id) or ""
     invoice = ours.filter(stripe_invoice_id=invoice_id).first() if invoice_id else None
     if invoice is not None and not invoice.stripe_payment_intent_id:
         SubscriptionInvoice.objects.filter(pk=invoice.pk, stripe_payment_intent_id="").update(
             stripe_payment_intent_id=payment_intent_id
         )
-    return invoice
+    return invoice, invoice_id
 
 
 def share(credits: int, amount: int, paid: int) -> int:
@@ -132,274 +154,358 @@ def share(credits: int, amount: int, paid: int) -> int:
 
 
 def record_refund(charge: dict, *, event_id: str = "") -> str:
-    """Apply a ``charge.refunded`` event: plan the clawback of the refund's growth, then run it.
+    """Apply a ``charge.refunded`` event to its payment's account.
 
-    Return ``planned``, ``stale`` (nothing new), ``review`` (unmapped) or ``recorded``.
+    Return ``planned`` (a ledger step), ``recorded`` (news, nothing to move), ``stale`` (nothing
+    new) or ``review`` (a payment we cannot map yet: recorded, applied when its grant lands).
     """
     charge_id = _text(charge.get("id"))
-    payment_intent = _id(charge.get("payment_intent"))
     refunded = _amount(charge.get("amount_refunded"))
-    purchase = find_purchase(payment_intent)
-    if purchase is None:
-        _unknown_payment("refund", charge_id, payment_intent, refunded, charge.get("currency"))
-        return "review"
-    paid = purchase.paid or _amount(charge.get("amount"))
-    target = share(purchase.credits, refunded, paid)
-    policy = settings.BILLING_REFUND_POLICY
-    with transaction.atomic():
-        reversal = _locked_reversal(Reversal.Kind.REFUND, charge_id, purchase, payment_intent, paid)
-        grew = refunded > reversal.stripe_amount
-        step = None
-        if target > reversal.credits_target:
-            step = ReversalStep.objects.create(
-                reversal=reversal,
-                key=f"refund:{charge_id}:{reversal.credits_target}-{target}",
-                action=ReversalStep.Action.CLAWBACK,
-                credits=target - reversal.credits_target,
-                status=Step.PLANNED if policy == "clawback_unspent" else Step.REVIEW,
-            )
-            reversal.credits_target = target
-        if grew:
-            reversal.stripe_amount = refunded
-            reversal.stripe_status = "refunded" if charge.get("refunded") else "partial"
-            whole = "in full" if refunded >= paid else f"{refunded} of {paid} {purchase.currency}"
-            open_review(
-                Reason.REFUND,
-                f"{purchase.label} refunded {whole} (charge {charge_id}, event {event_id}). "
-                + _plan_text(step, policy, purchase.credits),
-                checkout=purchase.checkout,
-                stripe_object_id=step.key if step else f"{charge_id}:{refunded}",
-                user_id=purchase.user_id,
-                step=step,
-                credits=step.credits if step else 0,
-            )
-        reversal.save()
-    run_steps(reversal)
-    if step is not None:
-        return "planned"
-    return "recorded" if grew else "stale"
+
+    def update(subject: Reversal, purchase: Purchase) -> str:
+        if refunded <= subject.stripe_amount:
+            return ""
+        subject.stripe_amount = refunded
+        subject.stripe_status = "refunded" if charge.get("refunded") else "partial"
+        return f"{purchase.label} refunded {refunded} {purchase.currency} on charge {charge_id}"
+
+    return _apply(Reversal.Kind.REFUND, charge_id, charge, update, Reason.REFUND, event_id)
 
 
-def record_dispute(dispute: dict, *, closed: bool, event_id: str = "") -> str:
-    """Apply ``charge.dispute.created`` or ``.closed``, in either order, any number of times.
+def record_dispute(dispute: dict, *, event_id: str = "") -> str:
+    """Apply any ``charge.dispute.*`` event, in any order, any number of times.
 
-    Return ``planned`` (a new step), ``review`` (unmapped) or ``recorded``.
+    A dispute counts as money lost while open and once lost; won, ``warning_closed`` and
+    ``prevented`` are final and count nothing. Return as ``record_refund``.
     """
     dispute_id = _text(dispute.get("id"))
     status = _text(dispute.get("status"))
-    payment_intent = _id(dispute.get("payment_intent"))
     disputed = _amount(dispute.get("amount"))
-    purchase = find_purchase(payment_intent)
-    if purchase is None:
-        _unknown_payment("dispute", dispute_id, payment_intent, disputed, dispute.get("currency"))
-        return "review"
-    paid = purchase.paid or disputed
-    policy = settings.BILLING_REFUND_POLICY
-    planned = None
-    with transaction.atomic():
-        reversal = _locked_reversal(
-            Reversal.Kind.DISPUTE, dispute_id, purchase, payment_intent, paid
-        )
-        reversal.stripe_amount = max(reversal.stripe_amount, disputed)
-        if closed or not reversal.outcome:
-            reversal.stripe_status = status
-        if closed and not reversal.outcome:
+
+    def update(subject: Reversal, purchase: Purchase) -> str:
+        before = (subject.stripe_amount, subject.stripe_status, subject.outcome)
+        subject.stripe_amount = max(subject.stripe_amount, disputed)
+        if not subject.outcome:
+            subject.stripe_status = status
             if status in DISPUTE_RETURNED:
-                reversal.outcome = Reversal.Outcome.WON
+                subject.outcome = Reversal.Outcome.WON
             elif status in DISPUTE_LOST:
-                reversal.outcome = Reversal.Outcome.LOST
-        steps = {s.action: s for s in reversal.steps.all()}
-        clawback = steps.get(ReversalStep.Action.CLAWBACK)
-        if reversal.outcome == Reversal.Outcome.WON:
-            planned = _plan_reinstate(reversal, clawback, steps.get(ReversalStep.Action.GRANT))
-        elif clawback is None:
-            target = share(purchase.credits, disputed, paid)
-            if target:
-                planned = ReversalStep.objects.create(
-                    reversal=reversal,
-                    key=f"dispute:{dispute_id}:clawback",
-                    action=ReversalStep.Action.CLAWBACK,
-                    credits=target,
-                    status=Step.PLANNED if policy == "clawback_unspent" else Step.REVIEW,
-                )
-                reversal.credits_target = target
-        reversal.save()
-        if closed:
-            outcome = reversal.get_outcome_display() if reversal.outcome else status
-            detail = f"Dispute {dispute_id} of {purchase.label} closed: {outcome}. "
-        else:
-            detail = (
-                f"Dispute {dispute_id} of {purchase.label} opened for {disputed} "
-                f"{purchase.currency} ({status}). "
-            )
-        step = planned or clawback
-        open_review(
-            Reason.DISPUTE_CLOSED if closed else Reason.DISPUTE,
-            detail + _plan_text(planned, policy, purchase.credits) + f" Event {event_id}.",
-            checkout=purchase.checkout,
-            stripe_object_id=dispute_id,
-            user_id=purchase.user_id,
-            step=step,
-            credits=step.credits if step and step.credits else 0,
+                subject.outcome = Reversal.Outcome.LOST
+        if (subject.stripe_amount, subject.stripe_status, subject.outcome) == before:
+            return ""
+        return (
+            f"Dispute {dispute_id} of {purchase.label} for {subject.stripe_amount} "
+            f"{purchase.currency}: {subject.stripe_status}"
         )
-    run_steps(reversal)
-    return "planned" if planned else "recorded"
+
+    reason = Reason.DISPUTE_CLOSED if status in DISPUTE_RETURNED | DISPUTE_LOST else Reason.DISPUTE
+    return _apply(Reversal.Kind.DISPUTE, dispute_id, dispute, update, reason, event_id)
 
 
-def run_steps(reversal: Reversal) -> None:
-    """Run the reversal's planned steps in order, outside any transaction."""
-    for step in reversal.steps.filter(status=Step.PLANNED).order_by("pk"):
-        execute_step(step)
+def _apply(kind: str, stripe_id: str, data: dict, update, reason: str, event_id: str) -> str:
+    """Record one subject's news on its payment's account under the lock, then settle it."""
+    payment_intent = _id(data.get("payment_intent"))
+    purchase = find_purchase(payment_intent)
+    if not payment_intent:
+        _unknown_payment(kind, stripe_id, payment_intent, data)
+        return "review"
+    unknown = purchase is None or purchase.user_id is None
+    known = purchase or Purchase(None, 0, 0, "", f"payment {payment_intent}")
+    with transaction.atomic():
+        payment = _locked_payment(payment_intent, purchase)
+        subject, _ = Reversal.objects.get_or_create(
+            kind=kind, stripe_id=stripe_id, defaults={"payment": payment}
+        )
+        if subject.payment_id != payment.pk:
+            raise BillingError(f"{subject} belongs to another payment than {payment_intent}.")
+        news = update(subject, known)
+        if news:
+            subject.save()
+            _recount(payment)
+        step = _plan_next(payment, reason=reason, cause=f"{news}, event {event_id}.")
+        if news and step is None and not unknown:
+            open_review(
+                reason,
+                f"{news} (event {event_id}). " + _plan_text(payment, None),
+                checkout=payment.checkout_session,
+                stripe_object_id=f"{stripe_id}:{subject.stripe_amount}:{subject.stripe_status}",
+                user_id=payment.user_id,
+            )
+        payment.save()
+    if unknown:
+        _unknown_payment(kind, stripe_id, payment_intent, data)
+    settle(payment.pk)
+    if step is not None:
+        return "planned"
+    if unknown:
+        return "review"
+    return "recorded" if news else "stale"
+
+
+def purchase_granted(*, payment_intent: str = "", invoice_id: str = "") -> None:
+    """Apply refunds and disputes recorded before this purchase's grant landed.
+
+    Called by every path that grants a purchase (webhook, success page, reconciliation, a
+    review's grant), after the grant; a payment nobody reversed returns at once.
+    """
+    accounts = PaymentReversal.objects.all()
+    if payment_intent:
+        payment = accounts.filter(stripe_payment_intent_id=payment_intent).first()
+    elif invoice_id:
+        payment = accounts.filter(stripe_invoice_id=invoice_id).first()
+    else:
+        return
+    if payment is None:
+        return
+    purchase = find_purchase(payment.stripe_payment_intent_id)
+    if purchase is None or purchase.user_id is None:
+        return
+    with transaction.atomic():
+        payment = _locked_payment(payment.stripe_payment_intent_id, purchase)
+        _plan_next(
+            payment,
+            reason=Reason.REFUND if payment.refunded else Reason.DISPUTE,
+            cause=f"{purchase.label} was granted after it was refunded or disputed.",
+        )
+        payment.save()
+    settle(payment.pk)
+
+
+def settle(payment_id: int) -> None:
+    """Run the account's planned steps, then plan and run until it reaches its target."""
+    for _ in range(MAX_SETTLE_ROUNDS):
+        for step in ReversalStep.objects.filter(payment_id=payment_id, status=Step.PLANNED):
+            execute_step(step)
+        with transaction.atomic():
+            payment = PaymentReversal.objects.select_for_update().get(pk=payment_id)
+            step = _plan_next(payment, reason="", cause=f"{payment} settled.")
+            payment.save()
+        if step is None or step.status != Step.PLANNED:
+            return
+    logger.error("reversal account %s did not settle in %s rounds", payment_id, MAX_SETTLE_ROUNDS)
+
+
+def _plan_next(payment: PaymentReversal, *, reason: str, cause: str) -> ReversalStep | None:
+    """Under the account's lock: plan the one step that moves it towards its target, if any.
+
+    Nothing is planned while a step is still ``planned``: its result decides what is left.
+    """
+    steps = payment.steps.all()
+    if any(s.status == Step.PLANNED for s in steps):
+        return None
+    target = share(payment.credits_granted, payment.money_lost, payment.amount_paid)
+    payment.credits_target = target
+    waiting = [s for s in steps if s.status == Step.REVIEW and s.action == Action.CLAWBACK]
+    claimed = payment.credits_taken + payment.credits_short + sum(s.credits for s in waiting)
+    if target > claimed:
+        review_only = settings.BILLING_REFUND_POLICY == "review_only"
+        action, credits = Action.CLAWBACK, target - claimed
+        status = Step.REVIEW if review_only else Step.PLANNED
+    elif target < claimed:
+        excess = claimed - target
+        for waiting_step in reversed(waiting):
+            excess -= _shrink(waiting_step, excess)
+        forgiven = min(excess, payment.credits_short)
+        payment.credits_short -= forgiven
+        excess -= forgiven
+        if not excess:
+            return None
+        action, credits, status = Action.GRANT, excess, Step.PLANNED
+    else:
+        return None
+    step = ReversalStep.objects.create(
+        payment=payment,
+        key=f"reversal:{payment.stripe_payment_intent_id}:{len(steps) + 1}:{action}",
+        action=action,
+        credits=credits,
+        status=status,
+    )
+    if action == Action.GRANT:
+        reason = Reason.DISPUTE_CLOSED
+    open_review(
+        reason or (Reason.REFUND if payment.refunded else Reason.DISPUTE),
+        f"{cause} " + _plan_text(payment, step),
+        checkout=payment.checkout_session,
+        stripe_object_id=step.key,
+        user_id=payment.user_id,
+        step=step,
+        credits=credits,
+    )
+    return step
+
+
+def _shrink(step: ReversalStep, excess: int) -> int:
+    """Cut a clawback that still waits for an admin by up to ``excess``; return the cut."""
+    cut = min(excess, step.credits)
+    if not cut:
+        return 0
+    if cut == step.credits:
+        ReversalStep.objects.filter(pk=step.pk, status=Step.REVIEW).update(status=Step.CANCELED)
+    else:
+        ReversalStep.objects.filter(pk=step.pk, status=Step.REVIEW).update(
+            credits=step.credits - cut
+        )
+        ReviewItem.objects.filter(step=step).update(credits=step.credits - cut)
+    return cut
 
 
 def release_step(step: ReversalStep) -> ReversalStep:
     """Run a step that waited for an admin (``review_only``); raise when it cannot run."""
-    ReversalStep.objects.filter(pk=step.pk, status=Step.REVIEW).update(status=Step.PLANNED)
+    with transaction.atomic():
+        PaymentReversal.objects.select_for_update().get(pk=step.payment_id)
+        ReversalStep.objects.filter(pk=step.pk, status=Step.REVIEW).update(status=Step.PLANNED)
     step.refresh_from_db()
     if step.status == Step.CANCELED:
-        raise BillingError("The dispute was won meanwhile: there is nothing to claw back.")
-    if step.status == Step.PLANNED:
-        execute_step(step)
-        step.refresh_from_db()
+        raise BillingError("The money came back meanwhile: there is nothing to claw back.")
+    settle(step.payment_id)
+    step.refresh_from_db()
     if step.status == Step.FAILED:
         raise BillingError(f"The ledger refused {step.key}.")
     return step
 
 
+def recover_shortfall(payment: PaymentReversal, credits: int, *, key: str) -> ReversalStep:
+    """Claw back up to ``credits`` of the account's recorded shortfall (an admin's decision).
+
+    Raise ``BillingError`` when nothing is short any more: the credits were already taken.
+    """
+    with transaction.atomic():
+        payment = PaymentReversal.objects.select_for_update().get(pk=payment.pk)
+        step = ReversalStep.objects.filter(key=key).first()
+        if step is not None:
+            # A retry after the ledger failed: the step planned then runs, nothing new.
+            transaction.on_commit(lambda: settle(payment.pk))
+            return step
+        amount = min(credits, payment.credits_short)
+        if amount <= 0:
+            raise BillingError("Nothing is left to claw back for this payment.")
+        payment.credits_short -= amount
+        payment.save()
+        step = ReversalStep.objects.create(
+            payment=payment, key=key, action=Action.CLAWBACK, credits=amount, status=Step.PLANNED
+        )
+    settle(payment.pk)
+    step.refresh_from_db()
+    return step
+
+
 def execute_step(step: ReversalStep) -> ReversalStep:
     """Make the step's one ledger call (keyed, so safe to repeat) and record its result."""
-    reversal = step.reversal
-    if step.action == ReversalStep.Action.CLAWBACK:
+    payment = step.payment
+    if step.action == Action.CLAWBACK:
         result = ledger.clawback(
-            reversal.user_id,
+            payment.user_id,
             step.credits,
             key=step.key,
-            source=REFUND_SOURCE if reversal.kind == Reversal.Kind.REFUND else DISPUTE_SOURCE,
-            memo=f"{reversal}: take back {step.credits} credits",
+            source=REVERSAL_SOURCE,
+            memo=f"{payment}: take back {step.credits} credits",
         )
-        _finish(step, result.status, taken=result.taken, shortfall=result.shortfall)
-        if result.shortfall and result.status != "conflict":
+        recorded = _finish(step, result.status, taken=result.taken, shortfall=result.shortfall)
+        if recorded and result.shortfall and result.status != "conflict":
             ops_alert(
                 "Billing: clawback shortfall",
-                f"{reversal} for user {reversal.user_id}: {result.shortfall} of {step.credits} "
+                f"{payment} for user {payment.user_id}: {result.shortfall} of {step.credits} "
                 "credits were already spent or held and could not be taken back.",
                 step=step.key,
             )
         return step
-    credits = _reinstate_amount(step)
-    if credits == 0:
-        _finish(step, "nothing_taken", taken=0, shortfall=0)
-        return step
     result = grants.grant(
-        reversal.user_id,
-        credits,
+        payment.user_id,
+        step.credits,
         key=step.key,
-        source=DISPUTE_SOURCE,
-        memo=f"{reversal} won: return the {credits} credits taken",
+        source=REVERSAL_SOURCE,
+        memo=f"{payment}: the money came back, return {step.credits} credits",
     )
     # A conflict is recorded as a failed step with an ops alert (``_finish``).
     _finish(step, result.status, taken=0, shortfall=0)
     return step
 
 
-def _plan_reinstate(
-    reversal: Reversal, clawback: ReversalStep | None, reinstate: ReversalStep | None
-) -> ReversalStep | None:
-    """Under the reversal's lock: cancel a clawback nobody ran, or plan giving it back once."""
-    if clawback is None or reinstate is not None:
-        return None
-    cancelled = ReversalStep.objects.filter(pk=clawback.pk, status=Step.REVIEW).update(
-        status=Step.CANCELED
-    )
-    clawback.refresh_from_db()
-    if cancelled or clawback.status not in (Step.PLANNED, Step.DONE):
-        return None
-    return ReversalStep.objects.create(
-        reversal=reversal,
-        key=f"dispute:{reversal.stripe_id}:reinstate",
-        action=ReversalStep.Action.GRANT,
-        credits=None,
-        status=Step.PLANNED,
-    )
-
-
-def _reinstate_amount(step: ReversalStep) -> int:
-    """Return what the dispute's clawback took, running it first if it is still planned."""
-    if step.credits is not None:
-        return step.credits
-    clawback = step.reversal.steps.get(action=ReversalStep.Action.CLAWBACK)
-    if clawback.status == Step.PLANNED:
-        execute_step(clawback)
-        clawback.refresh_from_db()
-    if clawback.status != Step.DONE:
-        raise BillingError(f"{step.key} waits for {clawback.key} ({clawback.status}).")
-    # Fixed once, so every later run grants the same amount under the same key.
-    ReversalStep.objects.filter(pk=step.pk, credits=None).update(credits=clawback.taken)
-    step.refresh_from_db(fields=["credits"])
-    return step.credits
-
-
-def _finish(step: ReversalStep, ledger_status: str, *, taken: int, shortfall: int) -> None:
-    status = Step.FAILED if ledger_status == "conflict" else Step.DONE
-    updated = ReversalStep.objects.filter(pk=step.pk, status=Step.PLANNED).update(
-        status=status,
-        ledger_status=ledger_status,
-        taken=taken,
-        shortfall=shortfall,
-        executed_at=timezone.now(),
-    )
+def _finish(step: ReversalStep, ledger_status: str, *, taken: int, shortfall: int) -> bool:
+    """Mark the step done and move the account's counters, once; return whether this call did."""
+    failed = ledger_status == "conflict"
+    with transaction.atomic():
+        updated = ReversalStep.objects.filter(pk=step.pk, status=Step.PLANNED).update(
+            status=Step.FAILED if failed else Step.DONE,
+            ledger_status=ledger_status,
+            taken=taken,
+            shortfall=shortfall,
+            executed_at=timezone.now(),
+        )
+        if updated and step.action == Action.CLAWBACK:
+            # A refused clawback took nothing: all of it counts as short.
+            short = step.credits if failed else shortfall
+            PaymentReversal.objects.filter(pk=step.payment_id).update(
+                credits_taken=F("credits_taken") + taken, credits_short=F("credits_short") + short
+            )
+            ReviewItem.objects.filter(step=step).update(taken=taken, shortfall=short)
+        elif updated and not failed:
+            PaymentReversal.objects.filter(pk=step.payment_id).update(
+                credits_taken=F("credits_taken") - step.credits
+            )
     step.refresh_from_db()
-    if not updated:
-        return
-    if step.action == ReversalStep.Action.CLAWBACK:
-        ReviewItem.objects.filter(step=step).update(taken=taken, shortfall=shortfall)
-    if status == Step.FAILED:
+    if updated and failed:
         ops_alert(
             "Billing: ledger refused a reversal step",
             f"{step.key} ({step.credits} credits) was refused: {ledger_status}.",
             step=step.key,
         )
+    return bool(updated)
 
 
-def _locked_reversal(
-    kind: str, stripe_id: str, purchase: Purchase, payment_intent: str, paid: int
-) -> Reversal:
-    """Return the reversal row locked FOR UPDATE, creating it first when it is new."""
-    defaults = {
-        "user_id": purchase.user_id,
-        "checkout_session": purchase.checkout,
-        "invoice": purchase.invoice,
-        "stripe_payment_intent_id": payment_intent,
-        "credits_granted": purchase.credits,
-        "amount_paid": paid,
-        "currency": purchase.currency,
-    }
-    if not Reversal.objects.filter(kind=kind, stripe_id=stripe_id).exists():
+def _locked_payment(payment_intent: str, purchase: Purchase | None) -> PaymentReversal:
+    """Return the payment's account locked FOR UPDATE, creating it and linking the purchase."""
+    if not PaymentReversal.objects.filter(stripe_payment_intent_id=payment_intent).exists():
         try:
             with transaction.atomic():
-                Reversal.objects.create(kind=kind, stripe_id=stripe_id, **defaults)
+                PaymentReversal.objects.create(stripe_payment_intent_id=payment_intent)
         except IntegrityError:
             pass  # A concurrent delivery created it; the lock below orders the two.
-    return Reversal.objects.select_for_update().get(kind=kind, stripe_id=stripe_id)
+    payment = PaymentReversal.objects.select_for_update().get(
+        stripe_payment_intent_id=payment_intent
+    )
+    if purchase is None:
+        return payment
+    payment.stripe_invoice_id = payment.stripe_invoice_id or purchase.invoice_id
+    if purchase.user_id is not None:
+        payment.user_id = payment.user_id or purchase.user_id
+        payment.checkout_session = payment.checkout_session or purchase.checkout
+        payment.invoice = payment.invoice or purchase.invoice
+        payment.amount_paid = purchase.paid
+        payment.currency = purchase.currency
+        payment.credits_granted = max(payment.credits_granted, purchase.credits)
+    return payment
 
 
-def _plan_text(step: ReversalStep | None, policy: str, credits: int) -> str:
-    if credits == 0:
-        return "The purchase granted no credits, so there is nothing to take back."
+def _recount(payment: PaymentReversal) -> None:
+    """Sum the money lost over the account's subjects (under its lock)."""
+    refunded = disputed = 0
+    for subject in payment.subjects.all():
+        if subject.kind == Reversal.Kind.REFUND:
+            refunded += subject.stripe_amount
+        elif subject.outcome != Reversal.Outcome.WON:
+            disputed += subject.stripe_amount
+    payment.refunded, payment.disputed = refunded, disputed
+
+
+def _plan_text(payment: PaymentReversal, step: ReversalStep | None) -> str:
+    if payment.credits_granted == 0:
+        return "The purchase granted no credits yet: nothing to take back until it does."
     if step is None:
-        return "No further credits to take back."
-    if step.action == ReversalStep.Action.GRANT:
-        return "The credits taken for it are granted back."
+        return f"Credits taken back stay at {payment.credits_taken}; nothing moves."
+    if step.action == Action.GRANT:
+        return f"{step.credits} credits taken for it are granted back."
     if step.status == Step.REVIEW:
         return f"Policy review_only: {step.credits} credits may be clawed back from this review."
-    return f"Policy {policy}: {step.credits} credits are clawed back (never below zero)."
+    return f"{step.credits} credits are clawed back (never below zero)."
 
 
-def _unknown_payment(kind: str, object_id: str, payment_intent: str, amount: int, currency):
+def _unknown_payment(kind: str, object_id: str, payment_intent: str, data: dict) -> None:
     open_review(
         Reason.UNKNOWN_PAYMENT,
-        f"A {kind} ({object_id}) of {amount} {currency} for payment intent "
-        f"{payment_intent or '(none)'} matches no purchase or invoice of ours.",
+        f"A {kind} ({object_id}) of {data.get('amount')} {data.get('currency')} for payment "
+        f"intent {payment_intent or '(none)'} matches no granted purchase or invoice of ours "
+        "yet. It is recorded and applies if that purchase is granted later.",
         stripe_object_id=object_id,
     )
 

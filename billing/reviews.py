@@ -16,7 +16,7 @@ from billing import grants
 from billing.checkout import mark_paid
 from billing.exceptions import BillingError
 from billing.models import ReversalStep, ReviewItem
-from billing.reversals import release_step
+from billing.reversals import recover_shortfall, release_step
 from ledger import api as ledger
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,12 @@ def resolve_review(
 
     Grant: a purchase's review grants its snapshot under ``checkout:<session id>``; any other
     item grants ``credits`` (default: what was clawed back) under ``review:<pk>:grant``.
-    Clawback: an item waiting under ``review_only`` runs its planned step (its own key); any
-    other takes ``credits`` (default: the shortfall, else the credits in question) under
-    ``review:<pk>:clawback``, never below zero. Raise ``BillingError`` and change nothing when
-    the input is bad, the item is resolved, or the ledger refuses.
+    Clawback: an item waiting under ``review_only`` runs its planned step (its own key); a
+    refund or dispute already clawed back takes up to its account's recorded shortfall; any
+    other item takes ``credits`` (default: its shortfall) under ``review:<pk>:clawback``, never
+    below zero. The same decision submitted again returns the item and moves nothing. Raise
+    ``BillingError`` and change nothing when the input is bad, the item was resolved
+    otherwise, or the ledger refuses.
     """
     reason = (reason or "").strip()
     if decision not in DECISIONS:
@@ -59,14 +61,17 @@ def resolve_review(
         raise BillingError("Give a reason: it is recorded with the resolution.")
     if credits is not None and (isinstance(credits, bool) or credits < 1):
         raise BillingError("Credits must be a positive whole number.")
-    if not item.is_open:
-        raise BillingError("This review item is already resolved.")
-    plan = _plan(item, decision, credits)
     resolution = {
         "grant": Resolution.GRANTED,
         "clawback": Resolution.CLAWED_BACK,
         "dismiss": Resolution.DISMISSED,
     }[decision]
+    item.refresh_from_db()
+    if not item.is_open and item.resolution == resolution:
+        return item  # The same decision submitted again (Back, a second click): nothing more.
+    if not item.is_open:
+        raise BillingError("This review item is already resolved.")
+    plan = _plan(item, decision, credits)
     claimed = ReviewItem.objects.filter(pk=item.pk, resolved_at=None).update(
         resolved_at=timezone.now(),
         resolved_by=actor,
@@ -75,6 +80,9 @@ def resolve_review(
         resolution_credits=plan.get("credits"),
     )
     if not claimed:
+        item.refresh_from_db()
+        if item.resolution == resolution:
+            return item
         raise BillingError("This review item was resolved by someone else meanwhile.")
     try:
         detail = _apply(item, plan, actor=actor, reason=reason)
@@ -100,12 +108,8 @@ def _plan(item: ReviewItem, decision: str, credits: int | None) -> dict[str, Any
             raise BillingError("Only a review of one of our pack purchases can grant its credits.")
         return {"op": "checkout_grant", "credits": checkout.credits}
     step = item.step
-    if decision == "clawback" and step is not None and step.status == ReversalStep.Status.REVIEW:
-        if credits not in (None, step.credits):
-            raise BillingError(f"This refund or dispute claws back {step.credits} credits.")
-        return {"op": "step", "credits": step.credits}
-    if decision == "clawback" and step is not None and step.status == ReversalStep.Status.CANCELED:
-        raise BillingError("The dispute was won meanwhile: there is nothing to claw back.")
+    if decision == "clawback" and step is not None:
+        return _step_clawback(item, step, credits)
     user_id = item.user_id or (checkout.user_id if checkout else None)
     if user_id is None:
         raise BillingError("This item names no account: resolve it with a ledger adjustment.")
@@ -114,10 +118,31 @@ def _plan(item: ReviewItem, decision: str, credits: int | None) -> dict[str, Any
         if not amount:
             raise BillingError("Say how many credits to grant.")
         return {"op": "grant", "credits": amount, "user_id": user_id}
-    amount = credits or item.shortfall or item.credits
+    amount = credits or item.shortfall
     if not amount:
-        raise BillingError("Say how many credits to claw back.")
+        raise BillingError("Nothing is short here: say how many credits to claw back.")
     return {"op": "clawback", "credits": amount, "user_id": user_id}
+
+
+def _step_clawback(item: ReviewItem, step: ReversalStep, credits: int | None) -> dict[str, Any]:
+    """Claw back for a refund or dispute through its payment's account, never twice.
+
+    A step waiting for an admin runs as planned; after an automatic clawback only the account's
+    recorded shortfall is left to take (by default all of it), so a second clawback of credits
+    already taken is refused.
+    """
+    if step.status == ReversalStep.Status.REVIEW:
+        if credits not in (None, step.credits):
+            raise BillingError(f"This refund or dispute claws back {step.credits} credits.")
+        return {"op": "step", "credits": step.credits}
+    if step.status == ReversalStep.Status.CANCELED:
+        raise BillingError("The money came back meanwhile: there is nothing to claw back.")
+    short = step.payment.credits_short
+    if not short:
+        raise BillingError(
+            "Nothing is left to claw back: the credits were taken back automatically."
+        )
+    return {"op": "recover", "credits": min(credits or short, short)}
 
 
 def _apply(item: ReviewItem, plan: dict[str, Any], *, actor: Any, reason: str) -> str:
@@ -137,8 +162,12 @@ def _apply(item: ReviewItem, plan: dict[str, Any], *, actor: Any, reason: str) -
         )
         mark_paid(checkout, result.entry_id)
         return f"grant {checkout.grant_key}: {result.status}"
-    if op == "step":
-        step = release_step(item.step)
+    if op in ("recover", "step"):
+        if op == "recover":
+            key = grants.review_key(item.pk, "clawback")
+            step = recover_shortfall(item.step.payment, plan["credits"], key=key)
+        else:
+            step = release_step(item.step)
         return (
             f"clawback {step.key}: {step.ledger_status}, took {step.taken}, short {step.shortfall}"
         )

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import grants
+from billing import grants, reversals
 from billing.checkout import create_checkout, transition
 from billing.exceptions import BillingError
 from billing.gateways import PAID_STATUSES, get_gateway
@@ -170,6 +170,8 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
         ledger_entry_id=result.entry_id,
         **fields,
     )
+    # A refund or dispute of this invoice's payment may have arrived first: it applies now.
+    reversals.purchase_granted(invoice_id=invoice_id)
     return result.status
 
 

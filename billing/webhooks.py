@@ -28,6 +28,16 @@ logger = logging.getLogger(__name__)
 FULFILLING_TYPES = frozenset(
     {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
 )
+# Every dispute event carries the whole dispute; its status, not the event type, decides.
+DISPUTE_TYPES = frozenset(
+    {
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    }
+)
 SUBSCRIPTION_TYPES = frozenset(
     {
         "customer.subscription.created",
@@ -97,10 +107,8 @@ def process(event: dict) -> str:
     data = event["data"]["object"]
     if kind == "charge.refunded":
         return reversals.record_refund(data, event_id=event["id"])
-    if kind in ("charge.dispute.created", "charge.dispute.closed"):
-        return reversals.record_dispute(
-            data, closed=kind == "charge.dispute.closed", event_id=event["id"]
-        )
+    if kind in DISPUTE_TYPES:
+        return reversals.record_dispute(data, event_id=event["id"])
     if kind == "invoice.paid":
         return subscriptions.record_invoice_paid(data, event_id=event["id"])
     if kind in SUBSCRIPTION_TYPES:

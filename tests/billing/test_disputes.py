@@ -108,7 +108,7 @@ def test_review_only_dispute_won_before_any_clawback_cancels_it(
     assert available(alice) == 100
     assert ReversalStep.objects.get().status == "canceled"
     item = ReviewItem.objects.get(reason="dispute")
-    with pytest.raises(BillingError, match="won"):
+    with pytest.raises(BillingError, match="came back"):
         reviews.resolve_review(item, actor=staff, decision="clawback", reason="chargeback")
     item.refresh_from_db()
     assert item.is_open

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from billing.models import Reversal, ReversalStep, ReviewItem, StripeEvent
+from billing.models import PaymentReversal, Reversal, ReversalStep, ReviewItem, StripeEvent
 from tests.billing.conftest import (
     assert_ledger_healthy,
     available,
@@ -69,10 +69,10 @@ def test_growing_refund_takes_only_the_difference_and_ends_at_the_whole_pack(
 
     assert available(alice) == 0
     steps = ReversalStep.objects.order_by("pk")
-    assert [(s.key.rsplit(":", 1)[1], s.credits) for s in steps] == [
-        ("0-33", 33),
-        ("33-50", 17),
-        ("50-100", 50),
+    assert [(s.action, s.credits) for s in steps] == [
+        ("clawback", 33),
+        ("clawback", 17),
+        ("clawback", 50),
     ]
     assert ReviewItem.objects.filter(reason=ReviewItem.Reason.REFUND).count() == 3
     assert_ledger_healthy(alice)
@@ -94,7 +94,7 @@ def test_refund_deliveries_reordered_and_repeated_claw_back_once(post_event, ali
 
     assert available(alice) == 0
     assert sum(e.amount for e in clawbacks(alice)) == 100
-    assert Reversal.objects.get().credits_target == 100
+    assert PaymentReversal.objects.get().credits_target == 100
     assert ReviewItem.objects.filter(reason=ReviewItem.Reason.REFUND).count() == 1
     assert_ledger_healthy(alice)
 
@@ -154,7 +154,11 @@ def test_refund_of_a_payment_we_cannot_map_goes_to_review_and_moves_nothing(
     assert len(fake_stripe.calls_to("GET", "/v1/invoice_payments")) == 1
     item = ReviewItem.objects.get()
     assert item.reason == ReviewItem.Reason.UNKNOWN_PAYMENT and "pi_not_ours" in item.detail
-    assert not Reversal.objects.exists()
+    # Recorded on the payment's account, to apply if that payment is ever granted.
+    account = PaymentReversal.objects.get(stripe_payment_intent_id="pi_not_ours")
+    assert (account.refunded, account.credits_granted, account.user) == (1000, 0, None)
+    assert Reversal.objects.get().payment == account
+    assert not ReversalStep.objects.exists()
 
 
 def test_refund_of_a_purchase_still_in_review_takes_nothing(post_event, alice, pack, fake_stripe):
