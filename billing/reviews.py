@@ -16,7 +16,7 @@ from billing import grants
 from billing.checkout import mark_paid
 from billing.exceptions import BillingError
 from billing.models import ReversalStep, ReviewItem
-from billing.reversals import recover_shortfall, release_step
+from billing.reversal_steps import recover_shortfall, release_step
 from ledger import api as ledger
 
 logger = logging.getLogger(__name__)

@@ -181,10 +181,10 @@ def test_refund_of_a_purchase_still_in_review_takes_nothing(post_event, alice, p
 def test_a_failed_clawback_is_retried_by_the_next_delivery(
     post_event, alice, buy, monkeypatch, caplog
 ):
-    from billing import reversals
+    from billing import reversal_steps
 
     purchase = buy(alice)
-    real = reversals.ledger.clawback
+    real = reversal_steps.ledger.clawback
     calls = []
 
     def flaky(*args, **kwargs):
@@ -193,7 +193,7 @@ def test_a_failed_clawback_is_retried_by_the_next_delivery(
             raise RuntimeError("database went away")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reversals.ledger, "clawback", flaky)
+    monkeypatch.setattr(reversal_steps.ledger, "clawback", flaky)
     event = make_event(
         "charge.refunded", charge_object(purchase.stripe_payment_intent_id, refunded=1000)
     )

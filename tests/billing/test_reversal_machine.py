@@ -225,11 +225,11 @@ def test_reversal_account_matches_a_plain_model(
     post_event, fake_stripe, pack, user_factory, request
 ):
     """Run EXAMPLES random event programs of up to STEPS steps; the seed is printed."""
-    from billing import services
+    from billing import checkout
 
     def make_purchase():
         user = user_factory()
-        return user, services.start_checkout(user, pack)
+        return user, checkout.start_checkout(user, pack)
 
     PaymentMachine.post_event = staticmethod(post_event)
     PaymentMachine.fake_stripe = fake_stripe
