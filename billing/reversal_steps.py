@@ -170,7 +170,7 @@ def execute_step(step: ReversalStep) -> ReversalStep:
             memo=f"{payment}: take back {step.credits} credits",
         )
         recorded = _finish(step, result.status, taken=result.taken, shortfall=result.shortfall)
-        if recorded and result.shortfall and result.status != "conflict":
+        if recorded and result.shortfall and result.status != ledger.ClawbackOutcome.CONFLICT:
             ops_alert(
                 "Billing: clawback shortfall",
                 f"{payment} for user {payment.user_id}: {result.shortfall} of {step.credits} "
@@ -192,7 +192,8 @@ def execute_step(step: ReversalStep) -> ReversalStep:
 
 def _finish(step: ReversalStep, ledger_status: str, *, taken: int, shortfall: int) -> bool:
     """Mark the step done and move the account's counters, once; return whether this call did."""
-    failed = ledger_status == "conflict"
+    # Both outcomes spell a refused key the same way.
+    failed = ledger_status == ledger.ClawbackOutcome.CONFLICT
     with transaction.atomic():
         updated = ReversalStep.objects.filter(pk=step.pk, status=Step.PLANNED).update(
             status=Step.FAILED if failed else Step.DONE,

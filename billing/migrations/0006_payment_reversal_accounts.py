@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("billing", "0004_seed_plans"),
+        ("billing", "0005_admin_permissions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
