@@ -4,6 +4,7 @@ Each helper names the variable in its error, so a missing or malformed setting f
 start-up with one line a newcomer can act on.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -73,6 +74,48 @@ def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Return a comma-separated list of CIDRs (a bare address is a one-address network)."""
+    try:
+        return [ipaddress.ip_network(cidr, strict=False) for cidr in env_list(name, [])]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from error
+
+
+def database_role_urls(*, production: bool, admin_url: str, name: str) -> tuple[str, str]:
+    """Return the runtime and owner role URLs (DATABASE_URL, DATABASE_OWNER_URL).
+
+    Outside production, with only the admin URL set (the embedded server, a fresh CI database),
+    both derive from it. Production never derives: web, worker and beat connect with the runtime
+    role's own URL, and the admin URL must stay out of their environment.
+    """
+    runtime_url = env_str("DATABASE_URL", "")
+    owner_url = env_str("DATABASE_OWNER_URL", "")
+    if runtime_url:
+        return runtime_url, owner_url
+    if production:
+        raise ImproperlyConfigured("DATABASE_URL is not set (the runtime role; see .env.example).")
+    if not admin_url:
+        raise ImproperlyConfigured(
+            "DATABASE_URL is not set: run through `make dev` or `make test`, or set DATABASE_URL "
+            "and DATABASE_OWNER_URL (see .env.example)."
+        )
+    prefix = env_str("DATABASE_ROLE_PREFIX", name)
+    runtime_url = with_credentials(
+        admin_url,
+        user=f"{prefix}_app",
+        password=env_str("DATABASE_APP_PASSWORD", ""),
+        dbname=name,
+    )
+    owner_url = owner_url or with_credentials(
+        admin_url,
+        user=f"{prefix}_owner",
+        password=env_str("DATABASE_OWNER_PASSWORD", ""),
+        dbname=name,
+    )
+    return runtime_url, owner_url
 
 
 def database_config(url: str, *, variable: str) -> dict:

@@ -23,3 +23,28 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
+
+
+def logging_config(level: str) -> dict:
+    """Return LOGGING: JSON lines on stdout at ``level``, with chatty libraries quieter."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+            },
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # httpx logs every URL at INFO, including providers' signed output URLs.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+            # config.ops.ops_alert mails and reports each alert itself; this logger only logs it.
+            "ops": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        },
+    }

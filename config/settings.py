@@ -5,22 +5,22 @@ development switches; production sets ``DJANGO_ENV=production`` and the system c
 ``config.checks`` refuse anything that only belongs on a laptop.
 """
 
-import ipaddress
 import sys
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from config.env import (
     database_config,
+    database_role_urls,
     env_bool,
     env_choice,
     env_int,
     env_list,
+    env_networks,
     env_str,
-    with_credentials,
 )
+from config.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
@@ -104,35 +104,12 @@ TEMPLATES = [
 
 # Database: three roles (docs/design.md §3). The app connects as the runtime role; migrations run
 # as the owner; only `manage.py db_bootstrap` uses the admin URL. With only DATABASE_ADMIN_URL set
-# (the embedded server, a fresh CI database) the two role URLs derive from it.
+# (the embedded server, a fresh CI database) the two role URLs derive from it, never in production.
 DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "")
 DATABASE_NAME = env_str("DATABASE_NAME", "genmedia")
-_database_url = env_str("DATABASE_URL", "")
-_owner_url = env_str("DATABASE_OWNER_URL", "")
-if not _database_url:
-    if PRODUCTION:
-        # Web, worker and beat connect with the runtime role's own URL, never one derived from
-        # the admin URL, which must stay out of their environment.
-        raise ImproperlyConfigured("DATABASE_URL is not set (the runtime role; see .env.example).")
-    if not DATABASE_ADMIN_URL:
-        raise ImproperlyConfigured(
-            "DATABASE_URL is not set: run through `make dev` or `make test`, or set DATABASE_URL "
-            "and DATABASE_OWNER_URL (see .env.example)."
-        )
-    _prefix = env_str("DATABASE_ROLE_PREFIX", DATABASE_NAME)
-    _database_url = with_credentials(
-        DATABASE_ADMIN_URL,
-        user=f"{_prefix}_app",
-        password=env_str("DATABASE_APP_PASSWORD", ""),
-        dbname=DATABASE_NAME,
-    )
-    _owner_url = _owner_url or with_credentials(
-        DATABASE_ADMIN_URL,
-        user=f"{_prefix}_owner",
-        password=env_str("DATABASE_OWNER_PASSWORD", ""),
-        dbname=DATABASE_NAME,
-    )
-
+_database_url, _owner_url = database_role_urls(
+    production=PRODUCTION, admin_url=DATABASE_ADMIN_URL, name=DATABASE_NAME
+)
 DATABASES = {"default": database_config(_database_url, variable="DATABASE_URL")}
 DATABASES["default"].update(
     CONN_MAX_AGE=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
@@ -305,12 +282,7 @@ WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS",
 # by is read from X-Forwarded-For through these only. CIDRs win over a count; neither set means
 # REMOTE_ADDR is the client.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-try:
-    TRUSTED_PROXY_NETWORKS = [
-        ipaddress.ip_network(cidr, strict=False) for cidr in env_list("TRUSTED_PROXY_CIDRS", [])
-    ]
-except ValueError as error:
-    raise ImproperlyConfigured(f"TRUSTED_PROXY_CIDRS: {error}") from error
+TRUSTED_PROXY_NETWORKS = env_networks("TRUSTED_PROXY_CIDRS")
 ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 # Content-Security-Policy: no inline scripts anywhere; htmx is vendored and self-hosted.
@@ -333,27 +305,7 @@ CONTENT_SECURITY_POLICY = {
 
 # Logging: one JSON object per line on stdout, for any log shipper.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json",
-        },
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # httpx logs every URL at INFO, including providers' signed output URLs.
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-        # config.ops.ops_alert mails and reports each alert itself; this logger only logs it.
-        "ops": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-    },
-}
+LOGGING = logging_config(LOG_LEVEL)
 
 SENTRY_DSN = env_str("SENTRY_DSN", "")
 if SENTRY_DSN:

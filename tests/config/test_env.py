@@ -1,7 +1,16 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_config, env_bool, env_choice, env_int, env_list, env_str
+from config.env import (
+    database_config,
+    database_role_urls,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+)
 
 
 def test_empty_values_mean_unset(monkeypatch):
@@ -54,3 +63,43 @@ def test_database_url_must_name_a_database():
         "6543",
     )
     assert config["OPTIONS"] == {"sslmode": "require"}
+
+
+ROLE_VARIABLES = (
+    "DATABASE_URL",
+    "DATABASE_OWNER_URL",
+    "DATABASE_ROLE_PREFIX",
+    "DATABASE_APP_PASSWORD",
+    "DATABASE_OWNER_PASSWORD",
+)
+
+
+def test_role_urls_derive_from_the_admin_url_outside_production(monkeypatch):
+    for name in ROLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_APP_PASSWORD", "a p")
+    admin = "postgresql://postgres@127.0.0.1:5433/postgres"
+    runtime, owner = database_role_urls(production=False, admin_url=admin, name="shop")
+    assert runtime == "postgresql://shop_app:a%20p@127.0.0.1:5433/shop"
+    assert owner == "postgresql://shop_owner@127.0.0.1:5433/shop"
+
+
+def test_production_never_derives_role_urls(monkeypatch):
+    for name in ROLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    admin = "postgresql://postgres@127.0.0.1:5433/postgres"
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL is not set"):
+        database_role_urls(production=True, admin_url=admin, name="shop")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db/shop")
+    assert database_role_urls(production=True, admin_url=admin, name="shop") == (
+        "postgresql://app@db/shop",
+        "",
+    )
+
+
+def test_networks_are_read_as_cidrs_and_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("NETS", "10.0.0.0/8, 192.168.1.7")
+    assert [str(n) for n in env_networks("NETS")] == ["10.0.0.0/8", "192.168.1.7/32"]
+    monkeypatch.setenv("NETS", "10.0.0.0/33")
+    with pytest.raises(ImproperlyConfigured, match="NETS"):
+        env_networks("NETS")
