@@ -8,13 +8,21 @@ from accounts.models import User
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    """Users can be deactivated but never deleted: their ledger history must stay whole."""
+    """Users can be deactivated but never deleted: their ledger history must stay whole.
+
+    A user who deleted their account shows as ``deleted-<id>@invalid`` with ``deleted_at``.
+    """
 
     ordering = ("-date_joined",)
-    list_display = ("email", "name", "is_active", "is_staff", "date_joined")
-    list_filter = ("is_active", "is_staff", "is_superuser")
+    list_display = ("email", "name", "is_active", "is_staff", "date_joined", "deleted_at")
+    list_filter = (
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        ("deleted_at", admin.EmptyFieldListFilter),
+    )
     search_fields = ("email", "name", "id")
-    readonly_fields = ("id", "date_joined", "last_login", "deactivated_at")
+    readonly_fields = ("id", "date_joined", "last_login", "deactivated_at", "deleted_at")
     actions = ["deactivate_users"]
     fieldsets = (
         (None, {"fields": ("id", "email", "password")}),
@@ -23,7 +31,7 @@ class UserAdmin(BaseUserAdmin):
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
-        ("Dates", {"fields": ("last_login", "date_joined", "deactivated_at")}),
+        ("Dates", {"fields": ("last_login", "date_joined", "deactivated_at", "deleted_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 

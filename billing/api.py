@@ -2,11 +2,22 @@
 
 from django.db.models import QuerySet
 
+from billing.events import payment_received
+from billing.exceptions import BillingError
 from billing.gateways import payments_configured
 from billing.models import CreditPack
-from billing.selectors import packs_for_sale
+from billing.selectors import ledger_csv_rows, packs_for_sale
+from billing.subscriptions import cancel_for_user as cancel_subscriptions
 
-__all__ = ["CreditPack", "active_packs", "payments_configured"]
+__all__ = [
+    "BillingError",
+    "CreditPack",
+    "active_packs",
+    "cancel_subscriptions",
+    "ledger_csv_rows",
+    "payment_received",
+    "payments_configured",
+]
 
 
 def active_packs() -> QuerySet[CreditPack]:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -25,6 +26,7 @@ from billing.checkout import (
     stripe_state,
     transition,
 )
+from billing.events import announce_payment
 from billing.gateways import PAID_STATUSES, get_gateway
 from billing.models import CheckoutSession, ReviewItem, StripeCustomer
 from billing.review_queue import open_review
@@ -99,7 +101,16 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
     )
     if result.status == ledger.GrantOutcome.CONFLICT:
         return Fulfilment("review", checkout)
-    mark_paid(checkout, result.entry_id, stripe_state(checkout, session))
+    with transaction.atomic():
+        mark_paid(checkout, result.entry_id, stripe_state(checkout, session))
+        announce_payment(
+            checkout.user_id,
+            key=checkout.grant_key,
+            product=checkout.product_name,
+            credits=checkout.credits,
+            amount=checkout.amount_total if checkout.amount_total is not None else checkout.amount,
+            currency=checkout.currency,
+        )
     logger.info(
         "checkout %s: %s by %s", session_id, result.status, source, extra={"checkout": session_id}
     )

@@ -98,6 +98,43 @@ def journal_rows(user: Any) -> Iterator[Any]:
         before = page.next_before
 
 
+LEDGER_CSV_HEADER = [
+    "entry_id",
+    "time",
+    "kind",
+    "amount",
+    "available_delta",
+    "held_delta",
+    "available_after",
+    "held_after",
+    "source",
+    "memo",
+]
+
+
+def ledger_csv_rows(user: Any) -> Iterator[list]:
+    """Yield the ledger CSV's header, then one row per entry (the download and the data export)."""
+    yield LEDGER_CSV_HEADER
+    for entry in journal_rows(user):
+        yield [
+            entry.entry_id,
+            entry.created_at.isoformat(),
+            entry.kind,
+            entry.amount,
+            entry.available_delta,
+            entry.held_delta,
+            entry.available_after,
+            entry.held_after,
+            _csv_text(entry.source),
+            _csv_text(entry.memo),
+        ]
+
+
+def _csv_text(value: str) -> str:
+    # Spreadsheets run cells starting with these as formulas.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
     """Return the chart of the user's end-of-day available balance, or None with no history."""
     end = timezone.localdate()

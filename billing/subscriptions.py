@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing import grants, reversals
 from billing.checkout import create_checkout, transition
+from billing.events import announce_payment
 from billing.exceptions import BillingError
 from billing.gateways import PAID_STATUSES, get_gateway
 from billing.models import (
@@ -163,13 +164,23 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
     )
     if result.status == ledger.GrantOutcome.CONFLICT:
         return "review"
-    _store_invoice(
-        invoice_id,
-        status=SubscriptionInvoice.Status.GRANTED,
-        credits=credits,
-        ledger_entry_id=result.entry_id,
-        **fields,
-    )
+    with transaction.atomic():
+        _store_invoice(
+            invoice_id,
+            status=SubscriptionInvoice.Status.GRANTED,
+            credits=credits,
+            ledger_entry_id=result.entry_id,
+            **fields,
+        )
+        announce_payment(
+            user_id,
+            key=record.grant_key,
+            product=plan.name,
+            credits=credits,
+            amount=fields["amount_paid"],
+            currency=fields["currency"],
+            renewal=reason == "subscription_cycle",
+        )
     # A refund or dispute of this invoice's payment may have arrived first: it applies now.
     reversals.purchase_granted(invoice_id=invoice_id)
     return result.status
@@ -234,6 +245,24 @@ def sync_subscription(subscription: dict, *, event_created: int) -> str:
         row.synced_event_created = max(event_created, row.synced_event_created)
         row.save()
     return "synced"
+
+
+def cancel_for_user(user_id: Any) -> int:
+    """Cancel the user's live subscriptions at Stripe now and mirror it; return how many.
+
+    Used when the account is deleted: no renewal may charge a person who left. Only the current
+    mode's subscriptions can be reached; the reply is applied as an event would be.
+    """
+    gateway = get_gateway()
+    live = Subscription.objects.filter(user_id=user_id, mode=gateway.mode).exclude(
+        status__in=("canceled", "incomplete_expired")
+    )
+    canceled = 0
+    for row in live:
+        subscription = gateway.cancel_subscription(row.stripe_subscription_id)
+        sync_subscription(subscription, event_created=int(timezone.now().timestamp()))
+        canceled += 1
+    return canceled
 
 
 def portal_url(user: Any, *, return_url: str) -> str:

@@ -174,41 +174,10 @@ def cancel(request: HttpRequest) -> HttpResponse:
 @require_GET
 def export(request: HttpRequest) -> StreamingHttpResponse:
     """Stream the user's whole ledger as CSV."""
-    echo = _Echo()
-    writer = csv.writer(echo)
-    header = [
-        "entry_id",
-        "time",
-        "kind",
-        "amount",
-        "available_delta",
-        "held_delta",
-        "available_after",
-        "held_after",
-        "source",
-        "memo",
-    ]
-
-    def rows():
-        yield writer.writerow(header)
-        for entry in selectors.journal_rows(request.user):
-            yield writer.writerow(
-                [
-                    entry.entry_id,
-                    entry.created_at.isoformat(),
-                    entry.kind,
-                    entry.amount,
-                    entry.available_delta,
-                    entry.held_delta,
-                    entry.available_after,
-                    entry.held_after,
-                    _csv_text(entry.source),
-                    _csv_text(entry.memo),
-                ]
-            )
-
+    writer = csv.writer(_Echo())
+    rows = (writer.writerow(row) for row in selectors.ledger_csv_rows(request.user))
     filename = f"ledger-{timezone.localdate().isoformat()}.csv"
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
@@ -275,11 +244,6 @@ class _Echo:
 
     def write(self, value: str) -> str:
         return value
-
-
-def _csv_text(value: str) -> str:
-    # Spreadsheets run cells starting with these as formulas.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _int_or_none(value: str | None) -> int | None:

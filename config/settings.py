@@ -45,6 +45,8 @@ ALLOWED_HOSTS = env_list(
 )
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Emails name the site and link to SITE_URL, never to whatever host a request came in on.
+SITE_NAME = env_str("SITE_NAME", "Genmedia")
 
 INSTALLED_APPS = [
     "config",
@@ -54,6 +56,7 @@ INSTALLED_APPS = [
     "generation",
     "media_store",
     "pages",
+    "notifications",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -185,6 +188,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Genmedia <noreply@localhost>
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 ADMINS = [("Operators", address) for address in env_list("DJANGO_ADMINS", [])]
 
+# Notifications (notifications/): a finished or failed generation is mailed when its page was
+# not polled within NOTIFY_WATCH_GRACE_SECONDS of the end (the tab is closed), or when it ran
+# longer than NOTIFY_LONG_JOB_SECONDS (the user has likely looked away).
+NOTIFY_WATCH_GRACE_SECONDS = env_int("NOTIFY_WATCH_GRACE_SECONDS", 15, minimum=2)
+NOTIFY_LONG_JOB_SECONDS = env_int("NOTIFY_LONG_JOB_SECONDS", 120, minimum=1)
+# A send claimed this long ago without finishing is taken to have died and is tried again.
+NOTIFY_CLAIM_TIMEOUT_SECONDS = env_int("NOTIFY_CLAIM_TIMEOUT_SECONDS", 600, minimum=60)
+# A data export stays downloadable this long, then its object is deleted.
+EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 72, minimum=1)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -244,6 +257,16 @@ CELERY_BEAT_SCHEDULE: dict = {
     "ledger-check": {"task": "ledger.tasks.check_ledger", "schedule": 300.0},
     # Nightly: ledger_audit() folds the whole journal, so once a day off-peak.
     "ledger-audit": {"task": "ledger.tasks.audit_ledger", "schedule": 24 * 60 * 60.0},
+}
+# Every 5 min: queues notifications whose task the broker lost or whose sender died (an indexed
+# scan of a handful of pending rows). Hourly: deletes data exports past their download window.
+CELERY_BEAT_SCHEDULE["notifications-redrive"] = {
+    "task": "notifications.tasks.redrive_notifications",
+    "schedule": 5 * 60.0,
+}
+CELERY_BEAT_SCHEDULE["accounts-expire-exports"] = {
+    "task": "accounts.tasks.expire_exports",
+    "schedule": 60 * 60.0,
 }
 # Below this many available credits a user gets one notice per descent (ledger/tasks.py).
 LEDGER_LOW_BALANCE_THRESHOLD = env_int("LEDGER_LOW_BALANCE_THRESHOLD", 100, minimum=1)

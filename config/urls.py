@@ -16,6 +16,8 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("generations/", include("generation.urls")),
     path("media/", include("media_store.urls")),
+    path("account/", include("accounts.urls")),
+    path("account/emails/", include("notifications.urls")),
     path("webhooks/", include("config.webhook_urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

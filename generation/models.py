@@ -68,6 +68,10 @@ class Generation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The live page polls while the generation runs; a stale value means nobody is watching.
+    last_viewed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the owner deleted it: outputs removed, prompt and parameters cleared.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

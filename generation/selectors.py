@@ -26,7 +26,7 @@ class LedgerLine:
 
 def user_generations(user, *, status: str = "") -> QuerySet[Generation]:
     """Return the user's generations, newest first, optionally of one status."""
-    rows = Generation.objects.filter(user=user)
+    rows = Generation.objects.filter(user=user, deleted_at__isnull=True)
     if status in Status.values:
         rows = rows.filter(status=status)
     return rows.order_by("-created_at")
@@ -57,7 +57,7 @@ def recent_generations(user, limit: int = 5) -> list[Generation]:
 
 def generation_for(user, generation_id: uuid.UUID) -> Generation:
     """Return the user's generation; raise Generation.DoesNotExist for anyone else's."""
-    return Generation.objects.get(pk=generation_id, user=user)
+    return Generation.objects.get(pk=generation_id, user=user, deleted_at__isnull=True)
 
 
 def outputs(generation: Generation) -> list:

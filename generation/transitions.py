@@ -9,6 +9,7 @@ so a crash in between leaves a row the re-drive finishes. While it is set no oth
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -27,7 +28,11 @@ from generation.models import (
     PendingAction,
     Status,
 )
+from generation.signals import generation_finished
 from media_store import api as media
+
+# Transitions announced through ``generation_finished``.
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.EXPIRED, Status.UNPAID)
 
 
 def _later(seconds: float) -> timezone.datetime:
@@ -96,11 +101,16 @@ def _apply(
         to = str(to_status) if to_status is not None else None
         params += [name, to, message[:300], detail, timezone.now()]
     statement += " SELECT * FROM changed"
-    rows = list(Generation.objects.raw(statement, params))
-    if not rows:
-        return False
-    for field in Generation._meta.concrete_fields:
-        setattr(generation, field.attname, getattr(rows[0], field.attname))
+    announce = to_status in FINISHED
+    # An announced transition and what its receivers record commit together.
+    with transaction.atomic() if announce else contextlib.nullcontext():
+        rows = list(Generation.objects.raw(statement, params))
+        if not rows:
+            return False
+        for field in Generation._meta.concrete_fields:
+            setattr(generation, field.attname, getattr(rows[0], field.attname))
+        if announce:
+            generation_finished.send(sender=Generation, generation=generation)
     return True
 
 

@@ -11,4 +11,5 @@ urlpatterns = [
     path("<uuid:generation_id>/", views.detail, name="detail"),
     path("<uuid:generation_id>/progress/", views.progress, name="progress"),
     path("<uuid:generation_id>/cancel/", views.cancel, name="cancel"),
+    path("<uuid:generation_id>/delete/", views.delete, name="delete"),
 ]

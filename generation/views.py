@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from generation import catalogue, selectors
+from generation import catalogue, owner, selectors
 from generation.exceptions import GenerationError
 from generation.models import Generation, Status
 from generation.services.cancellation import cancel_generation
@@ -134,8 +134,10 @@ def _live_context(generation: Generation) -> dict:
 def detail(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
     """Show one generation: live status, outputs, timeline, cancel and its ledger entries."""
     generation = _own(request, generation_id)
+    owner.note_viewed(generation)
     context = _live_context(generation)
     context["ledger_lines"] = selectors.ledger_lines(generation)
+    context["deletable"] = owner.is_deletable(generation)
     return render(request, "generation/detail.html", context)
 
 
@@ -144,6 +146,7 @@ def detail(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
 def progress(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
     """Render the live part of the detail page; it keeps polling only while running."""
     generation = _own(request, generation_id)
+    owner.note_viewed(generation)
     return render(request, "generation/partials/progress.html", _live_context(generation))
 
 
@@ -160,6 +163,21 @@ def cancel(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
     else:
         messages.success(request, "Canceled. Your credits were returned.")
     return redirect("generation:detail", generation_id=generation_id)
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, generation_id: uuid.UUID) -> HttpResponse:
+    """Delete the generation's outputs and prompt; its credit history stays."""
+    try:
+        owner.delete_generation(request.user, generation_id)
+    except Generation.DoesNotExist:
+        raise Http404("No such generation") from None
+    except GenerationError as error:
+        messages.warning(request, str(error))
+        return redirect("generation:detail", generation_id=generation_id)
+    messages.success(request, "Deleted. Its outputs and prompt are gone.")
+    return redirect("generation:history")
 
 
 @login_required

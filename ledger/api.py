@@ -49,6 +49,7 @@ from ledger.selectors import (
     holds_for_account,
     journal_page,
 )
+from ledger.signals import low_balance
 
 __all__ = [
     "AdjustOutcome",
@@ -88,6 +89,7 @@ __all__ = [
     "hold_status",
     "holds_for_account",
     "journal_page",
+    "low_balance",
     "reading_as_staff",
     "reading_as_user",
     "release",

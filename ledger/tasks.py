@@ -5,12 +5,11 @@ import time
 from uuid import UUID
 
 from celery import shared_task
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db import connections
+from django.db import connections, transaction
 
 from config.ops import ops_alert
 from ledger import api
+from ledger.signals import low_balance
 
 logger = logging.getLogger("ledger")
 
@@ -49,23 +48,24 @@ def audit_ledger() -> int:
 
 @shared_task
 def notice_low_balance(account_id: str) -> str:
-    """Send the user one low-balance notice per descent below the threshold.
+    """Announce one low-balance notice per descent below the threshold; return the claim status.
 
     ledger_alert_claim() decides atomically, so ten holds crossing the threshold at once (ten of
-    these tasks) send one mail; a top-up re-arms it. Returns the claim status.
+    these tasks) fire once; a top-up re-arms it. ``low_balance`` is sent inside the claim's
+    transaction, so whatever a receiver records commits with the claim or not at all.
     """
     threshold = api.low_balance_threshold()
-    with connections["default"].cursor() as cursor:
+    with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
         cursor.execute("SELECT * FROM ledger_alert_claim(%s, %s)", [UUID(account_id), threshold])
         status, available = cursor.fetchone()
-    if status == "fire":
-        user = get_user_model().objects.filter(pk=account_id, is_active=True).first()
-        if user is not None:
-            send_mail(
-                "Your credit balance is low",
-                f"You have {available} credits left. Top up to keep generating.",
-                None,
-                [user.email],
+        if status == "fire":
+            cursor.execute("SELECT clock_timestamp()")
+            (fired_at,) = cursor.fetchone()
+            low_balance.send(
+                sender=notice_low_balance,
+                account_id=UUID(account_id),
+                available=available,
+                key=f"{account_id}:{threshold}:{fired_at.isoformat()}",
             )
     return status
 

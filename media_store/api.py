@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.urls import reverse
 
-from media_store import services
+from media_store import documents, services
 from media_store.backends import get_backend
 from media_store.exceptions import (
     AssetNotFound,
@@ -27,9 +28,14 @@ __all__ = [
     "assets_for_generation",
     "check_storage",
     "delete",
+    "delete_document",
+    "delete_owner_assets",
+    "document_url",
     "ingest",
+    "open_asset",
     "set_withheld",
     "signed_url",
+    "store_document",
     "warm_up",
 ]
 
@@ -150,3 +156,36 @@ def check_storage() -> None:
 def warm_up() -> None:
     """Build this process's storage client, download TLS context and image codecs up front."""
     services.warm_up()
+
+
+def open_asset(asset_id: uuid.UUID) -> BinaryIO:
+    """Return a readable stream of the stored output (close it when done)."""
+    asset = Asset.objects.filter(id=asset_id).first()
+    if asset is None:
+        raise AssetNotFound(f"no asset {asset_id}")
+    return get_backend().open(asset.key)
+
+
+def delete_owner_assets(owner_id: uuid.UUID) -> int:
+    """Delete every asset of the owner and its stored objects; return how many."""
+    ids = list(Asset.objects.filter(owner_id=owner_id).values_list("id", flat=True))
+    for asset_id in ids:
+        services.delete_asset(asset_id)
+    return len(ids)
+
+
+def store_document(
+    owner_id: uuid.UUID, name: str, body: BinaryIO, *, size: int, content_type: str
+) -> str:
+    """Store a private non-output file (a data export) and return its key."""
+    return documents.store(owner_id, name, body, size=size, content_type=content_type)
+
+
+def document_url(key: str, *, content_type: str) -> str:
+    """Return a fresh short-lived URL to a stored document. Never store the result."""
+    return documents.signed_url(key, content_type=content_type)
+
+
+def delete_document(key: str) -> None:
+    """Delete a stored document; a missing one is already gone."""
+    documents.delete(key)

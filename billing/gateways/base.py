@@ -47,3 +47,7 @@ class Gateway(Protocol):
     def invoice_paid_by(self, payment_intent: str) -> str:
         """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
         ...
+
+    def cancel_subscription(self, subscription_id: str) -> dict:
+        """Cancel the subscription now (no further invoices); return it as Stripe now has it."""
+        ...

@@ -18,7 +18,14 @@ from django.utils import timezone
 
 from billing.exceptions import GatewayError, SessionNotFound
 from billing.gateways.base import PAID_STATUSES, Price
-from billing.models import CheckoutSession, CreditPack, Plan, StripeEvent, StripeMode
+from billing.models import (
+    CheckoutSession,
+    CreditPack,
+    Plan,
+    StripeEvent,
+    StripeMode,
+    Subscription,
+)
 
 INVOICE_PREFIX = "in_standin_"
 INTENT_PREFIX = "pi_standin_"
@@ -98,6 +105,28 @@ class StandinGateway:
         if not payment_intent.startswith(INTENT_PREFIX):
             return ""
         return INVOICE_PREFIX + payment_intent.removeprefix(INTENT_PREFIX)
+
+    def cancel_subscription(self, subscription_id: str) -> dict:
+        # Stripe's reply, reduced to what sync_subscription reads: the row as it stands, canceled.
+        row = Subscription.objects.select_related("plan").get(
+            stripe_subscription_id=subscription_id, mode=StripeMode.STANDIN
+        )
+        period_end = int(row.current_period_end.timestamp()) if row.current_period_end else None
+        price_id = row.plan.stripe_price_id if row.plan else ""
+        return {
+            "id": subscription_id,
+            "object": "subscription",
+            "customer": row.stripe_customer_id,
+            "status": "canceled",
+            "livemode": False,
+            "cancel_at_period_end": False,
+            "canceled_at": int(timezone.now().timestamp()),
+            "metadata": {"user_id": str(row.user_id), "plan": row.plan.slug if row.plan else ""},
+            "items": {
+                "object": "list",
+                "data": [{"price": {"id": price_id}, "current_period_end": period_end}],
+            },
+        }
 
 
 def invoice_payment_intent(invoice_id: str) -> str:

@@ -142,6 +142,10 @@ class StripeGateway:
         invoice = found[0].invoice
         return invoice if isinstance(invoice, str) else invoice.id
 
+    def cancel_subscription(self, subscription_id: str) -> dict:
+        with _translated_errors():
+            return self.client.v1.subscriptions.cancel(subscription_id).to_dict()
+
 
 @contextlib.contextmanager
 def _translated_errors(missing: type[GatewayError] = GatewayError) -> Iterator[None]:

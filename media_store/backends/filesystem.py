@@ -44,6 +44,9 @@ class FilesystemBackend:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(key).unlink()
 
+    def open(self, key: str) -> BinaryIO:
+        return self.path_for(key).open("rb")
+
     def keys(self, *, prefix: str, modified_before: datetime) -> Iterator[str]:
         """Yield the keys under ``prefix`` whose files were written before ``modified_before``."""
         root = self.root.resolve()

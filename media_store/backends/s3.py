@@ -91,6 +91,9 @@ class S3Backend:
     def delete(self, key: str) -> None:
         self._internal().delete_object(Bucket=self.conf.bucket, Key=key)
 
+    def open(self, key: str) -> BinaryIO:
+        return self._internal().get_object(Bucket=self.conf.bucket, Key=key)["Body"]
+
     def keys(self, *, prefix: str, modified_before: datetime) -> Iterator[str]:
         """Yield the keys under ``prefix`` last written before ``modified_before`` (aware)."""
         pages = self._internal().get_paginator("list_objects_v2")

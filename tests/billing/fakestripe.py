@@ -101,6 +101,7 @@ class FakeStripe(stripe.HTTPClient):
         self.idempotent: dict[str, tuple[dict, tuple[str, int, dict]]] = {}
         self.invoices: dict[str, dict] = {}
         self.invoice_payments: list[dict] = []
+        self.subscriptions: dict[str, dict] = {}
         self.fail_with: int | None = None
 
     # -- test helpers ------------------------------------------------------------------------
@@ -147,6 +148,10 @@ class FakeStripe(stripe.HTTPClient):
             "url": f"/v1/checkout/sessions/{session_id}/line_items",
         }
         return session
+
+    def add_subscription(self, subscription: dict) -> dict:
+        self.subscriptions[subscription["id"]] = subscription
+        return subscription
 
     def add_invoice(self, invoice: dict, *, created: int | None = None) -> dict:
         """Hold an invoice as Stripe would list it (``created`` defaults to now)."""
@@ -263,6 +268,13 @@ class FakeStripe(stripe.HTTPClient):
                 and (not params.get("invoice") or p["invoice"] == params["invoice"])
             ][: int(params.get("limit", 10))]
             return self._ok({"object": "list", "data": found, "has_more": False})
+        if method == "delete" and path.startswith("/v1/subscriptions/"):
+            subscription_id = path.rsplit("/", 1)[1]
+            subscription = self.subscriptions.get(subscription_id)
+            if subscription is None:
+                return self._missing("subscription")
+            subscription.update(status="canceled", canceled_at=int(time.time()))
+            return self._ok(subscription)
         return self._error(404, "invalid_request_error", f"Unrecognized request URL {path}")
 
     def _create_session(self, params: dict) -> dict:

@@ -50,9 +50,9 @@ def test_sign_up_verify_buy_generate_and_see_the_image_and_its_charge(app, brows
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_label("Password (again)").fill(password)
-    page.get_by_role("button", name="Sign Up").click()
+    page.get_by_role("button", name="Create account").click()
     page.wait_for_url("**/accounts/confirm-email/")
-    expect_text(page, "Verify Your Email Address")
+    expect_text(page, "Check your email")
     browser.shot("verification-sent")
 
     browser.go(confirmation_link(email))

@@ -5,11 +5,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connections
 
 from ledger import api, selectors, tasks
+from ledger.signals import low_balance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TTL = timedelta(minutes=10)
@@ -41,12 +41,17 @@ def test_holds_for_account_and_totals(alice, ref):
     assert totals.held >= 4 and totals.pending_holds >= 1
 
 
-def test_ten_holds_crossing_the_threshold_send_one_notice(alice, ref, settings):
+def test_ten_holds_crossing_the_threshold_announce_one_notice(alice, ref, settings):
     settings.LEDGER_LOW_BALANCE_THRESHOLD = 50
     api.grant(alice.pk, 60, key=ref("k"), source="test")
     for _ in range(10):
         api.hold(alice.pk, ref("job"), 2, ttl=TTL)
-    mail.outbox.clear()
+    announced: list[dict] = []
+
+    def count(sender, **kwargs):
+        announced.append(kwargs)
+
+    low_balance.connect(count, dispatch_uid="test.count_low_balance")
     results: list[str] = []
 
     def notice():
@@ -61,7 +66,8 @@ def test_ten_holds_crossing_the_threshold_send_one_notice(alice, ref, settings):
     for t in threads:
         t.join(30)
     assert sorted(results) == ["fire"] + ["fired"] * 9
-    assert [m.to for m in mail.outbox] == [[alice.email]]
+    low_balance.disconnect(dispatch_uid="test.count_low_balance")
+    assert [(a["account_id"], a["available"]) for a in announced] == [(alice.pk, 40)]
     # A top-up re-arms it; the next descent notifies again.
     api.grant(alice.pk, 100, key=ref("k"), source="test")
     assert tasks.notice_low_balance(str(alice.pk)) == "armed"

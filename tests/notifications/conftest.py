@@ -1,0 +1,32 @@
+"""Notification fixtures: Celery run inline so a test reads the mail the real task sent."""
+
+import pytest
+
+from config.celery import app as celery_app
+from tests.billing.conftest import (  # noqa: F401 - fixtures used by the receipt tests
+    buy,
+    fake_stripe,
+    pack,
+    pack_factory,
+    post_event,
+    stripe_settings,
+)
+from tests.generation.conftest import fund, generation_settings, local_provider  # noqa: F401
+
+
+@pytest.fixture
+def eager_celery():
+    """Run queued tasks inline, so the mail in the outbox is the one the task sent."""
+    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
+
+
+@pytest.fixture
+def site(settings):
+    """A public site address unlike any request host, so a leaked host shows."""
+    settings.SITE_URL = "https://studio.example"
+    settings.SITE_NAME = "Studio Example"
+    settings.ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Studio] "
+    return settings
