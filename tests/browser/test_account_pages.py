@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from accounts.models import DataExport, User
-from generation import services
 from generation.models import Generation, Status
+from generation.services.submission import submit_generation
 from ledger import api as ledger
 from tests.e2e.helpers import wait_until
 
@@ -20,7 +20,7 @@ def test_export_delete_a_generation_and_leave(app, browser, user_factory):
     page = browser.page
     user = user_factory()
     ledger.grant(user.pk, 60, key=f"browser:{uuid.uuid4()}", source="test")
-    generation = services.submit_generation(
+    generation = submit_generation(
         user, model_key="flux-schnell", prompt="a lighthouse in fog", params={}
     )
     wait_until(
