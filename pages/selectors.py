@@ -14,16 +14,26 @@ class Dashboard:
     balance: ledger.Balance
     recent: list
     cheapest_price: int | None
+    welcome_credits: int | None = None
 
 
 def dashboard_for(user) -> Dashboard:
     """Gather what the dashboard shows: balances, recent generations, the cheapest model."""
     prices = [generation.price(spec.key) for spec in generation.catalogue_models()]
+    recent = generation.recent_generations(user, limit=6)
     return Dashboard(
         balance=ledger.balance(user.id),
-        recent=generation.recent_generations(user, limit=6),
+        recent=recent,
         cheapest_price=min(prices) if prices else None,
+        welcome_credits=None if recent else welcome_credits(user),
     )
+
+
+def welcome_credits(user) -> int | None:
+    """Return the sign-up bonus the user received, if any (a new user's first entries)."""
+    key = f"signup:{user.id}"
+    entries = ledger.journal_page(user.id, limit=20).entries
+    return next((entry.amount for entry in entries if entry.idempotency_key == key), None)
 
 
 def landing_offer() -> dict:

@@ -28,3 +28,15 @@ def test_dashboard_needs_login(client):
     response = client.get(reverse("pages:dashboard"))
     assert response.status_code == 302
     assert response.url.startswith(reverse("account_login"))
+
+
+def test_first_dashboard_names_the_free_credits_once_they_arrived(alice_client, alice, settings):
+    from billing.services import grant_signup_bonus
+
+    page = alice_client.get("/dashboard/").content.decode()
+    assert "free credits" not in page
+    settings.SIGNUP_BONUS_CREDITS = 100
+    assert grant_signup_bonus(alice.pk) == "granted"
+
+    page = alice_client.get("/dashboard/").content.decode()
+    assert "Welcome! You got 100 free credits for confirming your email." in page
