@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("generation", "0001_initial"),
+        ("generation", "0003_admin_permissions"),
     ]
 
     operations = [
