@@ -28,13 +28,13 @@ def mails_to(user) -> list:
 def test_a_purchase_fulfilled_by_webhook_and_success_page_mails_one_receipt(
     alice, buy, post_event, fake_stripe, site, eager_celery
 ):
-    from billing import services
+    from billing.fulfilment import fulfil_checkout
 
     mail.outbox.clear()
     checkout = buy(alice)
     session = fake_stripe.sessions[checkout.stripe_session_id]
     post_event(make_event("checkout.session.completed", session))  # Stripe redelivers
-    services.fulfil_checkout(checkout.stripe_session_id, source="success_page")
+    fulfil_checkout(checkout.stripe_session_id, source="success_page")
 
     [receipt] = mails_to(alice)
     assert receipt.subject == f"[Studio] Your receipt for {checkout.product_name}"

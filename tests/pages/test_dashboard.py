@@ -31,7 +31,7 @@ def test_dashboard_needs_login(client):
 
 
 def test_first_dashboard_names_the_free_credits_once_they_arrived(alice_client, alice, settings):
-    from billing.services import grant_signup_bonus
+    from billing.grants import grant_signup_bonus
 
     page = alice_client.get("/dashboard/").content.decode()
     assert "free credits" not in page
