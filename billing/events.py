@@ -2,9 +2,10 @@
 
 from django.dispatch import Signal
 
-# Sent each time a paid checkout or subscription invoice is recorded as granted, including a
-# repeat that finds the grant already made (so a crash between the grant and the first send is
-# covered). ``key`` is the grant's ledger key, the same for every repeat; ``receipt`` is what a
+# Sent each time a paid checkout or subscription invoice is granted, including a repeat that
+# finds the grant already made, and before the payment is marked paid (so a crash between the
+# grant and the mark is announced again by the next attempt). ``key`` is the grant's ledger key,
+# the same for every repeat, so a receiver keyed on it records one receipt; ``receipt`` is what a
 # receipt shows: product, credits, price (formatted) and whether it is a renewal.
 payment_received = Signal()
 
@@ -19,7 +20,7 @@ def announce_payment(
     currency: str,
     renewal: bool = False,
 ) -> None:
-    """Send ``payment_received``; call it in the transaction that records the payment as paid."""
+    """Send ``payment_received`` for a granted payment (not inside a transaction holding locks)."""
     from billing.templatetags.billing_tags import money
 
     payment_received.send(

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -101,16 +100,17 @@ def fulfil_checkout(session_id: str, *, source: str) -> Fulfilment:
     )
     if result.status == ledger.GrantOutcome.CONFLICT:
         return Fulfilment("review", checkout)
-    with transaction.atomic():
-        mark_paid(checkout, result.entry_id, stripe_state(checkout, session))
-        announce_payment(
-            checkout.user_id,
-            key=checkout.grant_key,
-            product=checkout.product_name,
-            credits=checkout.credits,
-            amount=checkout.amount_total if checkout.amount_total is not None else checkout.amount,
-            currency=checkout.currency,
-        )
+    # Before mark_paid: a crash in between leaves the checkout unpaid, so the next caller
+    # announces again (the receipt's key keeps it to one email).
+    announce_payment(
+        checkout.user_id,
+        key=checkout.grant_key,
+        product=checkout.product_name,
+        credits=checkout.credits,
+        amount=checkout.amount_total if checkout.amount_total is not None else checkout.amount,
+        currency=checkout.currency,
+    )
+    mark_paid(checkout, result.entry_id, stripe_state(checkout, session))
     logger.info(
         "checkout %s: %s by %s", session_id, result.status, source, extra={"checkout": session_id}
     )

@@ -164,23 +164,22 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
     )
     if result.status == ledger.GrantOutcome.CONFLICT:
         return "review"
-    with transaction.atomic():
-        _store_invoice(
-            invoice_id,
-            status=SubscriptionInvoice.Status.GRANTED,
-            credits=credits,
-            ledger_entry_id=result.entry_id,
-            **fields,
-        )
-        announce_payment(
-            user_id,
-            key=record.grant_key,
-            product=plan.name,
-            credits=credits,
-            amount=fields["amount_paid"],
-            currency=fields["currency"],
-            renewal=reason == "subscription_cycle",
-        )
+    announce_payment(
+        user_id,
+        key=record.grant_key,
+        product=plan.name,
+        credits=credits,
+        amount=fields["amount_paid"],
+        currency=fields["currency"],
+        renewal=reason == "subscription_cycle",
+    )
+    _store_invoice(
+        invoice_id,
+        status=SubscriptionInvoice.Status.GRANTED,
+        credits=credits,
+        ledger_entry_id=result.entry_id,
+        **fields,
+    )
     # A refund or dispute of this invoice's payment may have arrived first: it applies now.
     reversals.purchase_granted(invoice_id=invoice_id)
     return result.status
