@@ -20,7 +20,7 @@ def ops_alert(subject: str, detail: str, **context: object) -> None:
 
     Used for ledger check violations, review-queue items, exhausted retries and unpaid
     generations. Never raises: an alert that fails to send must not break the caller's work.
-    The ``ops`` logger has no mail handler and Sentry ignores it (config/settings.py), so the
+    The ``ops`` logger has no mail handler and Sentry ignores it (config/settings/base.py), so the
     record below is only the log line; the mail and the event are sent here, once each.
     """
     logger.error("%s: %s", subject, detail, extra={"alert": subject, **context})

@@ -1,8 +1,7 @@
-"""Settings for every environment, read from the environment.
+"""Django, the database, Redis and Celery, sign-in, email, static files, security and logging.
 
-``DJANGO_ENV`` is required. ``make dev`` writes ``.dev/env`` with random secrets and the
-development switches; production sets ``DJANGO_ENV=production`` and the system checks in
-``config.checks`` refuse anything that only belongs on a laptop.
+Each app's own variables (billing, generation, media, notifications) are in their own modules;
+``config.settings`` reads them all in order.
 """
 
 import sys
@@ -22,7 +21,7 @@ from config.env import (
 )
 from config.logging import logging_config
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
 # Never inferred: `make dev` writes development, `make test` and pytest mean test, and anything
@@ -188,16 +187,6 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Genmedia <noreply@localhost>
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 ADMINS = [("Operators", address) for address in env_list("DJANGO_ADMINS", [])]
 
-# Notifications (notifications/): a finished or failed generation is mailed when its page was
-# not polled within NOTIFY_WATCH_GRACE_SECONDS of the end (the tab is closed), or when it ran
-# longer than NOTIFY_LONG_JOB_SECONDS (the user has likely looked away).
-NOTIFY_WATCH_GRACE_SECONDS = env_int("NOTIFY_WATCH_GRACE_SECONDS", 15, minimum=2)
-NOTIFY_LONG_JOB_SECONDS = env_int("NOTIFY_LONG_JOB_SECONDS", 120, minimum=1)
-# A send claimed this long ago without finishing is taken to have died and is tried again.
-NOTIFY_CLAIM_TIMEOUT_SECONDS = env_int("NOTIFY_CLAIM_TIMEOUT_SECONDS", 600, minimum=60)
-# A data export stays downloadable this long, then its object is deleted.
-EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 72, minimum=1)
-
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -250,23 +239,45 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # every that many tasks on top.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {
+CELERY_BEAT_SCHEDULE = {
     # Every 30 s: a due hold keeps a user's credits locked until swept, so lag stays under a minute.
     "ledger-expire-due-holds": {"task": "ledger.tasks.expire_due_holds", "schedule": 30.0},
     # Every 5 min: ledger_check() costs milliseconds (no journal scan), so run it often.
     "ledger-check": {"task": "ledger.tasks.check_ledger", "schedule": 300.0},
     # Nightly: ledger_audit() folds the whole journal, so once a day off-peak.
     "ledger-audit": {"task": "ledger.tasks.audit_ledger", "schedule": 24 * 60 * 60.0},
+    # Every 15 min: Stripe retries webhooks for three days; this catches deliveries that never
+    # come (endpoint down or misconfigured) at the cost of one list call per run.
+    "billing-reconcile-checkouts": {
+        "task": "billing.tasks.reconcile_checkouts",
+        "schedule": 15 * 60.0,
+    },
+    "billing-reconcile-invoices": {
+        "task": "billing.tasks.reconcile_invoices",
+        "schedule": 15 * 60.0,
+    },
+    # Every 30 s: the re-drive is the recovery path when the broker lost messages or a worker
+    # died; 30 s bounds how long such work waits, at the cost of one indexed query per run.
+    "generation-redrive": {"task": "generation.tasks.redrive_generations", "schedule": 30.0},
+    # Daily: objects a crashed ingest left without an asset row (MEDIA_ORPHAN_GRACE_SECONDS old).
+    "media-sweep-orphans": {
+        "task": "media_store.tasks.sweep_orphan_objects",
+        "schedule": 24 * 60 * 60.0,
+    },
+    # Every 5 min: queues notifications whose task the broker lost or whose sender died (an
+    # indexed scan of a handful of pending rows).
+    "notifications-redrive": {
+        "task": "notifications.tasks.redrive_notifications",
+        "schedule": 5 * 60.0,
+    },
+    # Hourly: deletes data exports past their download window.
+    "accounts-expire-exports": {"task": "accounts.tasks.expire_exports", "schedule": 60 * 60.0},
 }
-# Every 5 min: queues notifications whose task the broker lost or whose sender died (an indexed
-# scan of a handful of pending rows). Hourly: deletes data exports past their download window.
-CELERY_BEAT_SCHEDULE["notifications-redrive"] = {
-    "task": "notifications.tasks.redrive_notifications",
-    "schedule": 5 * 60.0,
-}
-CELERY_BEAT_SCHEDULE["accounts-expire-exports"] = {
-    "task": "accounts.tasks.expire_exports",
-    "schedule": 60 * 60.0,
+# `start` has its own queue so a busy settle queue never delays the insufficient-credits answer.
+# Workers must consume both: `celery -A config worker -Q default,start,settle`.
+CELERY_TASK_ROUTES = {
+    "generation.tasks.start_generation": {"queue": "start"},
+    "generation.tasks.*": {"queue": "settle"},
 }
 # Below this many available credits a user gets one notice per descent (ledger/tasks.py).
 LEDGER_LOW_BALANCE_THRESHOLD = env_int("LEDGER_LOW_BALANCE_THRESHOLD", 100, minimum=1)
@@ -325,6 +336,15 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+# <img> and <video> follow /media/<id>/ to the signed URL, so CSP must allow that origin too.
+if MEDIA_BACKEND == "s3":
+    _media_origin = AWS_S3_PUBLIC_ENDPOINT_URL or (
+        "https://s3.amazonaws.com"
+        if AWS_S3_REGION_NAME == "us-east-1"
+        else f"https://s3.{AWS_S3_REGION_NAME}.amazonaws.com"
+    )
+    for _directive in ("img-src", "media-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(_media_origin.rstrip("/"))
 
 # Logging: one JSON object per line on stdout, for any log shipper.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
@@ -339,123 +359,3 @@ if SENTRY_DSN:
         environment=DJANGO_ENV,
         traces_sample_rate=env_int("SENTRY_TRACES_PERCENT", 0, minimum=0) / 100,
     )
-
-# Billing (Stripe): billing/ and docs/stripe.md.
-STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
-STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
-# Pinned: payload shapes are read against this version, and the webhook endpoint is created
-# with it (docs/stripe.md). It is stripe-python 16.1's own version; upgrade the two together.
-STRIPE_API_VERSION = "2026-10-28.endive"
-STRIPE_LIVEMODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
-STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
-# Where stripe-python sends API calls. Production requires https; plain http is accepted only
-# for a loopback address, which is how `make prod-check` points it at a local fake Stripe.
-STRIPE_API_BASE_URL = env_str("STRIPE_API_BASE_URL", "https://api.stripe.com").rstrip("/")
-STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
-# Stripe accepts 30 minutes to 24 hours.
-BILLING_CHECKOUT_EXPIRY_MINUTES = env_int("BILLING_CHECKOUT_EXPIRY_MINUTES", 30, minimum=30)
-BILLING_ALLOW_PROMOTION_CODES = env_bool("BILLING_ALLOW_PROMOTION_CODES", False)
-BILLING_ELIGIBILITY_CHECK = env_str(
-    "BILLING_ELIGIBILITY_CHECK", "billing.fulfilment.user_is_eligible"
-)
-BILLING_RECONCILE_LOOKBACK_HOURS = env_int("BILLING_RECONCILE_LOOKBACK_HOURS", 72, minimum=1)
-# Refunds and disputes always open a review item; clawback_unspent also takes the refunded
-# share of the purchase's credits back at once (never below zero). docs/stripe.md explains both.
-BILLING_REFUND_POLICY = env_choice(
-    "BILLING_REFUND_POLICY", ("review_only", "clawback_unspent"), "clawback_unspent"
-)
-# On: only users with an active subscription may buy packs (checked again when payment lands).
-BILLING_PACKS_REQUIRE_SUBSCRIPTION = env_bool("BILLING_PACKS_REQUIRE_SUBSCRIPTION", False)
-# Webhooks normally land within seconds and Stripe retries them for three days; this catches
-# deliveries that never come (endpoint down or misconfigured), so a quarter hour bounds a
-# buyer's wait at the cost of one list call per run.
-CELERY_BEAT_SCHEDULE["billing-reconcile-checkouts"] = {
-    "task": "billing.tasks.reconcile_checkouts",
-    "schedule": 15 * 60.0,
-}
-CELERY_BEAT_SCHEDULE["billing-reconcile-invoices"] = {
-    "task": "billing.tasks.reconcile_invoices",
-    "schedule": 15 * 60.0,
-}
-
-# Generation and providers: generation/ and docs/make-it-yours.md.
-# The local provider (a BabySea stand-in, generation/local_provider/) is a development switch.
-LOCAL_PROVIDER_URL = env_str("LOCAL_PROVIDER_URL", "http://127.0.0.1:8010").rstrip("/")
-# Signs BabySea (and local provider) callbacks; required whenever either is enabled
-# (config.checks). `make dev` generates one into .dev/env.
-PROVIDER_WEBHOOK_SECRET = env_str("PROVIDER_WEBHOOK_SECRET", "")
-BABYSEA_API_KEY = env_str("BABYSEA_API_KEY", "")
-BABYSEA_API_BASE_URL = env_str("BABYSEA_API_BASE_URL", "https://api.us.babysea.ai")
-BABYSEA_OUTPUT_HOSTS = env_list(
-    "BABYSEA_OUTPUT_HOSTS", ["app.us.babysea.ai", "app.eu.babysea.ai", "app.jp.babysea.ai"]
-)
-REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
-REPLICATE_API_BASE_URL = env_str("REPLICATE_API_BASE_URL", "https://api.replicate.com/v1")
-REPLICATE_WEBHOOK_SECRET = env_str("REPLICATE_WEBHOOK_SECRET", "")
-REPLICATE_OUTPUT_HOSTS = env_list(
-    "REPLICATE_OUTPUT_HOSTS", ["replicate.delivery", "pbxt.replicate.delivery"]
-)
-PROVIDER_CALLBACK_MAX_BYTES = env_int("PROVIDER_CALLBACK_MAX_BYTES", 1024 * 1024, minimum=1024)
-# Per-user submissions per window (Redis-backed through the cache); 0 turns the limit off.
-GENERATION_RATE_LIMIT_COUNT = env_int("GENERATION_RATE_LIMIT_COUNT", 10, minimum=0)
-GENERATION_RATE_LIMIT_WINDOW_SECONDS = env_int(
-    "GENERATION_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1
-)
-# Hold TTL = the model's expected duration x this factor, never below the floor.
-GENERATION_HOLD_SAFETY_FACTOR = env_int("GENERATION_HOLD_SAFETY_FACTOR", 5, minimum=1)
-GENERATION_HOLD_MIN_SECONDS = env_int("GENERATION_HOLD_MIN_SECONDS", 300, minimum=1)
-# Deadlines after which the re-drive acts on a row with no progress.
-GENERATION_START_GRACE_SECONDS = env_int("GENERATION_START_GRACE_SECONDS", 30, minimum=0)
-GENERATION_DISPATCH_GRACE_SECONDS = env_int("GENERATION_DISPATCH_GRACE_SECONDS", 60, minimum=0)
-GENERATION_SETTLE_GRACE_SECONDS = env_int("GENERATION_SETTLE_GRACE_SECONDS", 30, minimum=0)
-GENERATION_RECONCILE_GRACE_SECONDS = env_int("GENERATION_RECONCILE_GRACE_SECONDS", 30, minimum=0)
-GENERATION_RECONCILE_INTERVAL_SECONDS = env_int(
-    "GENERATION_RECONCILE_INTERVAL_SECONDS", 60, minimum=1
-)
-GENERATION_COLLECT_INTERVAL_SECONDS = env_int("GENERATION_COLLECT_INTERVAL_SECONDS", 300, minimum=1)
-GENERATION_REDRIVE_BACKOFF_SECONDS = env_int("GENERATION_REDRIVE_BACKOFF_SECONDS", 30, minimum=0)
-GENERATION_REDRIVE_MAX_ATTEMPTS = env_int("GENERATION_REDRIVE_MAX_ATTEMPTS", 8, minimum=1)
-# `start` has its own queue so a busy settle queue never delays the insufficient-credits answer.
-# Workers must consume both: `celery -A config worker -Q default,start,settle`.
-CELERY_TASK_ROUTES = {
-    "generation.tasks.start_generation": {"queue": "start"},
-    "generation.tasks.*": {"queue": "settle"},
-}
-# The re-drive is the recovery path when the broker lost messages or a worker died; 30 s bounds
-# how long such work waits, at the cost of one indexed query per run.
-CELERY_BEAT_SCHEDULE["generation-redrive"] = {
-    "task": "generation.tasks.redrive_generations",
-    "schedule": 30.0,
-}
-
-# Media storage and ingest: media_store/.
-# Ingest limits: a download larger, slower or more redirected than this is refused.
-INGEST_MAX_BYTES = env_int("INGEST_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
-INGEST_MAX_REDIRECTS = env_int("INGEST_MAX_REDIRECTS", 5, minimum=0)
-INGEST_CONNECT_TIMEOUT_SECONDS = env_int("INGEST_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
-INGEST_READ_TIMEOUT_SECONDS = env_int("INGEST_READ_TIMEOUT_SECONDS", 30, minimum=1)
-INGEST_TOTAL_TIMEOUT_SECONDS = env_int("INGEST_TOTAL_TIMEOUT_SECONDS", 120, minimum=1)
-INGEST_MAX_IMAGE_PIXELS = env_int("INGEST_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
-# Output hosts, named exactly, that may resolve to private addresses: your own GPU box on an
-# internal network. Production allows this; it never allows private addresses wholesale
-# (INGEST_ALLOW_PRIVATE_HOSTS is a development switch). Each must also be a provider output host.
-INGEST_INTERNAL_HOSTS = [host.lower().rstrip(".") for host in env_list("INGEST_INTERNAL_HOSTS", [])]
-MEDIA_THUMBNAIL_PIXELS = env_int("MEDIA_THUMBNAIL_PIXELS", 512, minimum=16)
-# An object with no asset row older than this is a crashed ingest's leftover (an ingest takes at
-# most INGEST_TOTAL_TIMEOUT_SECONDS plus its upload); the daily sweep deletes it.
-MEDIA_ORPHAN_GRACE_SECONDS = env_int(
-    "MEDIA_ORPHAN_GRACE_SECONDS", 60 * 60, minimum=INGEST_TOTAL_TIMEOUT_SECONDS + 60
-)
-CELERY_BEAT_SCHEDULE["media-sweep-orphans"] = {
-    "task": "media_store.tasks.sweep_orphan_objects",
-    "schedule": 24 * 60 * 60.0,
-}
-# <img> and <video> follow /media/<id>/ to the signed URL, so CSP must allow that origin too.
-if MEDIA_BACKEND == "s3":
-    _media_origin = AWS_S3_PUBLIC_ENDPOINT_URL or (
-        "https://s3.amazonaws.com"
-        if AWS_S3_REGION_NAME == "us-east-1"
-        else f"https://s3.{AWS_S3_REGION_NAME}.amazonaws.com"
-    )
-    for _directive in ("img-src", "media-src"):
-        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(_media_origin.rstrip("/"))
