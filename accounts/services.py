@@ -11,10 +11,11 @@ from allauth.account.models import EmailAddress
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import exports, tasks
+from accounts import exports
 from accounts.models import DataExport, User
 from accounts.signals import account_deleted
 from billing import api as billing
+from config.queue import enqueue_on_commit
 from generation import api as generation
 from media_store import api as media
 
@@ -34,7 +35,7 @@ def request_export(user: User) -> DataExport:
         if pending is not None:
             return pending
         export = DataExport.objects.create(user=user)
-        tasks.build_export.delay_on_commit(str(export.pk))
+        enqueue_on_commit("accounts.tasks.build_export", str(export.pk))
     return export
 
 

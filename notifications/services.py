@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.emails import absolute_url, build_message
+from config.queue import enqueue_on_commit
 from notifications.models import OPTIONAL, Kind, Notification, Preferences
 
 logger = logging.getLogger(__name__)
@@ -39,21 +40,9 @@ def record(user_id: uuid.UUID | str, kind: Kind, key: str, context: dict) -> boo
             defaults={"user_id": user_id, "kind": kind, "context": context},
         )
     if created:
-        enqueue(notification.pk)
+        # A broker outage is logged; the re-drive sends the row later.
+        enqueue_on_commit("notifications.tasks.send_notification", notification.pk)
     return created
-
-
-def enqueue(notification_id: int) -> None:
-    """Queue the send once the transaction commits; a broker outage leaves it to the re-drive."""
-    from notifications import tasks
-
-    def send() -> None:
-        try:
-            tasks.send_notification.delay(notification_id)
-        except Exception:
-            logger.exception("could not queue notification %s; the re-drive will", notification_id)
-
-    transaction.on_commit(send)
 
 
 def wants(user, kind: str) -> bool:
