@@ -175,6 +175,15 @@ def checkout_problem(checkout: CheckoutSession, session: dict) -> tuple[str, str
             Reason.DISCOUNT_NOT_ALLOWED,
             f"Discount {discount} ({session.get('payment_status')}) while promotion codes are off.",
         )
+    # Refund shares are taken of what was paid: a total below the price that no discount
+    # explains would make a one-cent refund take back the whole pack.
+    total = session.get("amount_total")
+    if not isinstance(total, int) or isinstance(total, bool) or total < checkout.amount - discount:
+        return (
+            Reason.SNAPSHOT_MISMATCH,
+            f"amount_total {total!r} is below the price {checkout.amount} less the discount "
+            f"{discount}.",
+        )
 
     refusal = import_string(settings.BILLING_ELIGIBILITY_CHECK)(checkout.user)
     if refusal:

@@ -2,10 +2,11 @@
 
 import pytest
 
-from billing.models import Reversal, ReversalStep, ReviewItem
+from billing.models import PaymentReversal, Reversal, ReversalStep, ReviewItem
 from tests.billing.conftest import (
     assert_ledger_healthy,
     available,
+    charge_object,
     dispute_object,
     make_event,
     spend,
@@ -131,4 +132,76 @@ def test_review_only_admin_clawback_then_won_dispute_returns_it(
     send(post_event, closed, closed)
 
     assert available(alice) == 100
+    assert_ledger_healthy(alice)
+
+
+def refund(post_event, purchase, amount: int, *, charge_id=None):
+    data = charge_object(purchase.stripe_payment_intent_id, refunded=amount, charge_id=charge_id)
+    send(post_event, make_event("charge.refunded", data))
+
+
+def test_refund_and_dispute_of_one_payment_take_the_pack_once(post_event, alice, buy):
+    purchase = buy(alice)
+    buy(alice)
+    created, closed = dispute_events(purchase, outcome="lost")
+
+    refund(post_event, purchase, 1000)
+    send(post_event, created, closed)
+    refund(post_event, purchase, 1000, charge_id="ch_second_charge_of_the_same_payment")
+
+    assert available(alice) == 100
+    assert PaymentReversal.objects.get().credits_taken == 100
+    assert_ledger_healthy(alice)
+
+
+def test_inquiry_closed_after_a_full_refund_gives_nothing_back(post_event, alice, buy):
+    purchase = buy(alice)
+    intent = purchase.stripe_payment_intent_id
+    inquiry = make_event(
+        "charge.dispute.created", dispute_object(intent, status="warning_needs_response")
+    )
+    closed = make_event("charge.dispute.closed", dispute_object(intent, status="warning_closed"))
+
+    send(post_event, inquiry)
+    refund(post_event, purchase, 1000)
+    send(post_event, closed)
+
+    assert available(alice) == 0
+    assert PaymentReversal.objects.get().credits_taken == 100
+    assert_ledger_healthy(alice)
+
+
+def test_won_dispute_after_a_partial_refund_returns_only_the_unrefunded_share(
+    post_event, alice, buy
+):
+    purchase = buy(alice)
+    created, closed = dispute_events(purchase)
+
+    send(post_event, created)
+    refund(post_event, purchase, 300)
+    send(post_event, closed)
+
+    assert available(alice) == 70
+    assert_ledger_healthy(alice)
+
+
+def test_refund_and_dispute_before_the_grant_apply_when_it_lands(
+    post_event, alice, pack, fake_stripe
+):
+    from billing.checkout import start_checkout
+
+    purchase = start_checkout(alice, pack)
+    session = fake_stripe.complete(purchase.stripe_session_id)
+    purchase.stripe_payment_intent_id = session["payment_intent"]
+    created, _ = dispute_events(purchase)
+
+    refund(post_event, purchase, 400)
+    send(post_event, created)
+    assert available(alice) == 0
+
+    send(post_event, make_event("checkout.session.completed", session))
+
+    assert available(alice) == 0  # granted 100, all of it disputed or refunded
+    account = PaymentReversal.objects.get()
+    assert (account.credits_granted, account.credits_taken) == (100, 100)
     assert_ledger_healthy(alice)

@@ -262,3 +262,31 @@ def test_reconciliation_grants_missed_webhooks_once(alice, pack, fake_stripe):
     assert available(alice) == 100
     (listing, *_) = fake_stripe.calls_to("GET", "/v1/checkout/sessions")
     assert listing.params["status"] == "complete" and "gte" in listing.params["created"]
+
+
+def test_a_total_below_the_price_with_no_discount_goes_to_review_not_a_grant(
+    post_event, alice, purchase, fake_stripe
+):
+    deliver(post_event, fake_stripe, purchase, amount_total=1)
+
+    assert purchase.status == "review" and available(alice) == 0
+    item = ReviewItem.objects.get(checkout_session=purchase)
+    assert item.reason == ReviewItem.Reason.SNAPSHOT_MISMATCH
+    assert "amount_total 1 is below the price 1000" in item.detail
+
+
+def test_payment_failed_after_paid_changes_nothing(post_event, alice, purchase, fake_stripe):
+    session = fake_stripe.complete(purchase.stripe_session_id)
+    post_event(make_event("checkout.session.completed", session))
+    failed = {**session, "payment_status": "unpaid", "amount_total": 1}
+
+    response = post_event(make_event("checkout.session.async_payment_failed", failed))
+
+    purchase.refresh_from_db()
+    assert response.status_code == 200
+    assert (purchase.status, purchase.payment_status, purchase.amount_total) == (
+        "paid",
+        "paid",
+        1000,
+    )
+    assert available(alice) == 100

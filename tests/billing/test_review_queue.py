@@ -89,3 +89,42 @@ def test_grant_on_a_refund_item_returns_what_was_taken_and_dismiss_moves_nothing
     item.refresh_from_db()
     assert item.resolution == "dismissed" and item.note == "Expected refund"
     assert available(alice) == 30 + 100 - 50
+
+
+def test_clawback_after_the_automatic_clawback_took_everything_takes_nothing_more(
+    staff, alice, post_event, buy
+):
+    """The old default fell back to the item's credits and took them a second time."""
+    from billing import reviews
+    from billing.exceptions import BillingError
+
+    purchase = buy(alice)
+    buy(alice)  # 100 more credits that a second clawback would wrongly take
+    event = make_event(
+        "charge.refunded", charge_object(purchase.stripe_payment_intent_id, refunded=1000)
+    )
+    assert post_event(event).status_code == 200
+    item = ReviewItem.objects.get(reason="refund")
+    assert (item.taken, item.shortfall) == (100, 0)
+
+    with pytest.raises(BillingError, match="Nothing is left to claw back"):
+        reviews.resolve_review(item, actor=staff, decision="clawback", reason="again")
+
+    item.refresh_from_db()
+    assert item.is_open and available(alice) == 100
+
+
+def test_a_resubmitted_resolution_does_nothing(staff, alice, buy, shortfall_item):
+    from billing import reviews
+
+    buy(alice)
+    first = reviews.resolve_review(
+        shortfall_item, actor=staff, decision="clawback", reason="recover"
+    )
+    again = reviews.resolve_review(
+        shortfall_item, actor=staff, decision="clawback", reason="recover"
+    )
+
+    assert first.resolution == again.resolution == "clawed_back"
+    assert first.resolution_detail == again.resolution_detail
+    assert available(alice) == 30
