@@ -114,6 +114,8 @@ def invoice_object(subscription: dict[str, Any], plan: Plan, billing_reason: str
         "status": "paid",
         "billing_reason": billing_reason,
         "currency": plan.currency,
+        "subtotal": plan.price_amount,
+        "total_discount_amounts": [],
         "amount_paid": plan.price_amount,
         "livemode": False,
         "parent": {
@@ -130,6 +132,7 @@ def invoice_object(subscription: dict[str, Any], plan: Plan, billing_reason: str
                     "id": "il_standin_" + secrets.token_hex(8),
                     "object": "line_item",
                     "amount": plan.price_amount,
+                    "quantity": 1,
                     "pricing": {"type": "price_details", "price_details": {"price": price_id}},
                 }
             ],

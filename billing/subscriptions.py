@@ -21,6 +21,7 @@ from billing.checkout import create_checkout, transition
 from billing.events import announce_payment
 from billing.exceptions import BillingError
 from billing.gateways import PAID_STATUSES, get_gateway
+from billing.invoice_checks import invoice_plan, invoice_problem, plan_for_price
 from billing.models import (
     CheckoutSession,
     Plan,
@@ -113,7 +114,7 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
     reason = invoice.get("billing_reason") or ""
     row = Subscription.objects.filter(stripe_subscription_id=subscription_id).first()
     user_id = _customer_user(customer_id)
-    plan = _invoice_plan(invoice, row, metadata)
+    plan, price_id = invoice_plan(invoice)
     fields = {
         "user_id": user_id,
         "plan": plan,
@@ -135,7 +136,9 @@ def record_invoice_paid(invoice: dict, *, event_id: str = "") -> str:
     elif row is not None and row.user_id != user_id:
         problem = f"subscription {subscription_id} belongs to user {row.user_id}"
     elif plan is None:
-        problem = "its price matches none of our plans"
+        problem = f"its price {price_id or '(none)'} matches none of our plans"
+    else:
+        problem = invoice_problem(invoice, plan, price_id)
     if problem:
         _store_invoice(invoice_id, status=SubscriptionInvoice.Status.REVIEW, **fields)
         open_review(
@@ -226,7 +229,7 @@ def sync_subscription(subscription: dict, *, event_created: int) -> str:
         return "review"
     items = ((subscription.get("items") or {}).get("data")) or [{}]
     price_id = _id((items[0] or {}).get("price"))
-    plan = _plan_for_price(price_id) or Plan.objects.filter(slug=metadata.get("plan", "")).first()
+    plan = plan_for_price(price_id) or Plan.objects.filter(slug=metadata.get("plan", "")).first()
     period_end = items[0].get("current_period_end") or subscription.get("current_period_end")
     mode = _customer_mode(customer_id)
     _ensure_row(subscription_id, user_id, mode, plan, status)
@@ -311,32 +314,6 @@ def _store_invoice(invoice_id: str, *, status: str, **fields: Any) -> None:
         SubscriptionInvoice.objects.filter(stripe_invoice_id=invoice_id).exclude(
             status=status
         ).update(status=status, **fields)
-
-
-def _invoice_plan(invoice: dict, row: Subscription | None, metadata: dict) -> Plan | None:
-    for line in ((invoice.get("lines") or {}).get("data")) or []:
-        pricing = ((line or {}).get("pricing") or {}).get("price_details") or {}
-        plan = _plan_for_price(_id(pricing.get("price")) or _id(line.get("price")))
-        if plan is not None:
-            return plan
-    if row is not None and row.plan_id:
-        return row.plan
-    return Plan.objects.filter(slug=metadata.get("plan") or "").first()
-
-
-def _plan_for_price(price_id: str) -> Plan | None:
-    if not price_id:
-        return None
-    plan = Plan.objects.filter(stripe_price_id=price_id).first()
-    if plan is not None:
-        return plan
-    # A plan sold by lookup key: the price id was snapshotted on its checkout row.
-    checkout = (
-        CheckoutSession.objects.filter(plan__isnull=False, stripe_price_id=price_id)
-        .select_related("plan")
-        .first()
-    )
-    return checkout.plan if checkout else None
 
 
 def _customer_user(customer_id: str) -> Any:

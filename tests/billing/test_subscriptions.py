@@ -65,6 +65,8 @@ def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None):
         "status": "paid",
         "billing_reason": reason,
         "currency": "usd",
+        "subtotal": plan.price_amount,
+        "total_discount_amounts": [],
         "amount_paid": plan.price_amount,
         "parent": {
             "type": "subscription_details",
@@ -78,6 +80,8 @@ def invoice_object(sub_id, customer, plan, user, *, reason, invoice_id=None):
             "data": [
                 {
                     "id": "il_" + secrets.token_hex(6),
+                    "quantity": 1,
+                    "amount": plan.price_amount,
                     "pricing": {
                         "type": "price_details",
                         "price_details": {"price": plan.stripe_price_id},
@@ -394,3 +398,55 @@ def test_collect_unpaid_task_runs_generation_collection_for_the_account(alice):
     from billing import tasks
 
     assert tasks.collect_unpaid(str(alice.pk)) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            {"amount_paid": 0, "total_discount_amounts": [{"amount": 2900, "discount": "di_1"}]},
+            "a discount of 2900 while promotion codes are off",
+        ),
+        ({"amount_paid": 100}, "paid 100, below the price 2900"),
+        ({"currency": "eur"}, "currency 'eur' (sold 'usd')"),
+        ({"subtotal": 9900}, "subtotal 9900 (sold 2900)"),
+        ({"price": "price_we_never_sold"}, "price_we_never_sold matches none of our plans"),
+    ],
+    ids=["100-percent-coupon", "underpaid", "currency", "subtotal", "unmapped-price"],
+)
+def test_an_invoice_unlike_the_plan_sold_goes_to_review_not_a_grant(
+    post_event, alice, subscribe, plan, change, why
+):
+    checkout, sub_id = subscribe(alice)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+    )
+    price = change.pop("price", None)
+    if price:
+        invoice["lines"]["data"][0]["pricing"]["price_details"]["price"] = price
+    invoice.update(change)
+
+    assert send(post_event, "invoice.paid", invoice) == "processed"
+
+    assert available(alice) == 290  # the first invoice only
+    row = SubscriptionInvoice.objects.get(stripe_invoice_id=invoice["id"])
+    assert row.status == "review"
+    item = ReviewItem.objects.get(stripe_object_id=invoice["id"])
+    assert item.reason == ReviewItem.Reason.INVOICE_PROBLEM and why in item.detail
+
+
+def test_a_coupon_on_an_invoice_grants_when_promotion_codes_are_on(
+    post_event, settings, alice, subscribe, plan
+):
+    settings.BILLING_ALLOW_PROMOTION_CODES = True
+    checkout, sub_id = subscribe(alice)
+    invoice = invoice_object(
+        sub_id, checkout.stripe_customer_id, plan, alice, reason="subscription_cycle"
+    )
+    invoice.update(
+        amount_paid=1450, total_discount_amounts=[{"amount": 1450, "discount": "di_half"}]
+    )
+
+    send(post_event, "invoice.paid", invoice)
+
+    assert available(alice) == 580
