@@ -21,6 +21,7 @@ from billing.exceptions import BillingError, GatewayError
 from billing.gateways import Gateway, get_gateway
 from billing.models import CheckoutSession, CreditPack, Plan, StripeCustomer
 from billing.selectors import has_active_subscription
+from config import submission
 
 Status = CheckoutSession.Status
 
@@ -48,12 +49,19 @@ def ensure_customer(user: Any, gateway: Gateway) -> str:
     return StripeCustomer.objects.get(user=user, mode=gateway.mode).stripe_customer_id
 
 
-def start_checkout(user: Any, pack: CreditPack) -> CheckoutSession:
+def start_checkout(
+    user: Any, pack: CreditPack, *, submission_key: object = None
+) -> CheckoutSession:
     """Create a Checkout Session for one pack and store our row with the pack's snapshot.
 
-    Raise ``BillingError`` (with a message for the buyer) when payments are not configured, the
-    price does not match the pack, or Stripe refuses; a refused attempt stays as a failed row.
+    A second call with the same ``submission_key`` returns the first call's checkout. Raise
+    ``BillingError`` (with a message for the buyer) when payments are not configured, the price
+    does not match the pack, or Stripe refuses; a refused attempt stays as a failed row.
     """
+    key = clean_submission_key(submission_key)
+    first = submitted_before(user, key)
+    if first is not None:
+        return reopen(first)
     if not pack.active:
         raise BillingError("This pack is no longer on sale.")
     if not user.is_active:
@@ -63,11 +71,45 @@ def start_checkout(user: Any, pack: CreditPack) -> CheckoutSession:
         user, gateway.mode
     ):
         raise BillingError("Credit packs are for subscribers: subscribe to a plan first.")
-    return create_checkout(user, gateway, pack, credits=pack.credits, stripe_mode="payment")
+    return create_checkout(
+        user, gateway, pack, credits=pack.credits, stripe_mode="payment", submission_key=key
+    )
+
+
+def clean_submission_key(value: object) -> str | None:
+    """Return the buy form's one-time key (None when absent); refuse a malformed one."""
+    try:
+        return submission.clean_key(value)
+    except ValueError:
+        raise BillingError("This page is out of date: reload it and try again.") from None
+
+
+def submitted_before(user: Any, key: str | None) -> CheckoutSession | None:
+    """Return the checkout an earlier POST of the same form created, if any."""
+    if key is None:
+        return None
+    return CheckoutSession.objects.filter(user=user, submission_key=key).first()
+
+
+def reopen(checkout: CheckoutSession) -> CheckoutSession:
+    """Answer a repeated form with its first checkout, finishing it if that request crashed."""
+    if checkout.url:
+        return checkout
+    if checkout.status != Status.OPEN:
+        raise BillingError("This purchase could not be started. Reload the page and try again.")
+    # The first request may still be talking to Stripe: the same key and parameters return
+    # the same session.
+    return open_session(checkout)
 
 
 def create_checkout(
-    user: Any, gateway: Gateway, item: CreditPack | Plan, *, credits: int, stripe_mode: str
+    user: Any,
+    gateway: Gateway,
+    item: CreditPack | Plan,
+    *,
+    credits: int,
+    stripe_mode: str,
+    submission_key: str | None = None,
 ) -> CheckoutSession:
     """Snapshot ``item``'s Stripe price on our row, then create its Checkout Session once.
 
@@ -78,24 +120,42 @@ def create_checkout(
     noun = "pack" if stripe_mode == "payment" else "plan"
     customer_id = ensure_customer(user, gateway)
     price = gateway.resolve_price(item)
-    checkout = CheckoutSession.objects.create(
-        user=user,
-        **{noun: item},
-        mode=gateway.mode,
-        credits=credits,
-        stripe_price_id=price.id,
-        amount=price.unit_amount,
-        currency=price.currency,
-        stripe_customer_id=customer_id,
-        expires_at=timezone.now() + timedelta(minutes=settings.BILLING_CHECKOUT_EXPIRY_MINUTES),
-    )
-    metadata = {"checkout_id": str(checkout.id), "user_id": str(user.pk), noun: item.slug}
+    try:
+        with transaction.atomic():
+            checkout = CheckoutSession.objects.create(
+                user=user,
+                **{noun: item},
+                mode=gateway.mode,
+                credits=credits,
+                stripe_price_id=price.id,
+                amount=price.unit_amount,
+                currency=price.currency,
+                stripe_customer_id=customer_id,
+                submission_key=submission_key,
+                expires_at=timezone.now()
+                + timedelta(minutes=settings.BILLING_CHECKOUT_EXPIRY_MINUTES),
+            )
+    except IntegrityError:
+        # The same form posted concurrently: the other request stored its row first.
+        first = submitted_before(user, submission_key)
+        if first is None:
+            raise
+        return reopen(first)
+    return open_session(checkout, gateway)
+
+
+def open_session(checkout: CheckoutSession, gateway: Gateway | None = None) -> CheckoutSession:
+    """Create the row's Checkout Session at Stripe, keyed by the row: at most one per row."""
+    gateway = gateway or get_gateway()
+    item = checkout.pack or checkout.plan
+    noun = "pack" if checkout.pack_id else "plan"
+    metadata = {"checkout_id": str(checkout.id), "user_id": str(checkout.user_id), noun: item.slug}
     carries_metadata = "payment_intent_data" if noun == "pack" else "subscription_data"
     params = {
-        "mode": stripe_mode,
-        "customer": customer_id,
-        "client_reference_id": str(user.pk),
-        "line_items": [{"price": price.id, "quantity": 1}],
+        "mode": "payment" if noun == "pack" else "subscription",
+        "customer": checkout.stripe_customer_id,
+        "client_reference_id": str(checkout.user_id),
+        "line_items": [{"price": checkout.stripe_price_id, "quantity": 1}],
         "metadata": metadata,
         carries_metadata: {"metadata": metadata},
         "success_url": settings.SITE_URL

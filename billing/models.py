@@ -152,6 +152,8 @@ class CheckoutSession(models.Model):
     fulfilled_at = models.DateTimeField(null=True, blank=True)
     ledger_entry_id = models.BigIntegerField(null=True, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    # The buy form's one-time key: a second POST of the same form opens this checkout again.
+    submission_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-created_at"]
@@ -173,6 +175,9 @@ class CheckoutSession(models.Model):
                 condition=Q(pack__isnull=False, plan__isnull=True)
                 | Q(pack__isnull=True, plan__isnull=False),
                 name="billing_session_pack_or_plan",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "submission_key"], name="billing_session_unique_submission"
             ),
         ]
 

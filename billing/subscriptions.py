@@ -17,7 +17,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import grants, reversals
-from billing.checkout import create_checkout, transition
+from billing.checkout import (
+    clean_submission_key,
+    create_checkout,
+    reopen,
+    submitted_before,
+    transition,
+)
 from billing.events import announce_payment
 from billing.exceptions import BillingError
 from billing.gateways import PAID_STATUSES, get_gateway
@@ -40,12 +46,17 @@ GRANTING_REASONS = frozenset({"subscription_create", "subscription_cycle"})
 Reason = ReviewItem.Reason
 
 
-def start_subscription(user: Any, plan: Plan) -> CheckoutSession:
+def start_subscription(user: Any, plan: Plan, *, submission_key: object = None) -> CheckoutSession:
     """Create a subscription-mode Checkout Session for ``plan`` and store our row.
 
-    Raise ``BillingError`` (a message for the buyer) when the plan is off sale, the user
-    already subscribes, or Stripe refuses.
+    A second call with the same ``submission_key`` returns the first call's checkout. Raise
+    ``BillingError`` (a message for the buyer) when the plan is off sale, the user already
+    subscribes, or Stripe refuses.
     """
+    key = clean_submission_key(submission_key)
+    first = submitted_before(user, key)
+    if first is not None:
+        return reopen(first)
     if not plan.active:
         raise BillingError("This plan is no longer on sale.")
     if not user.is_active:
@@ -54,7 +65,12 @@ def start_subscription(user: Any, plan: Plan) -> CheckoutSession:
     if has_active_subscription(user, gateway.mode):
         raise BillingError("You already have a subscription: manage it from the billing page.")
     return create_checkout(
-        user, gateway, plan, credits=plan.credits_per_period, stripe_mode="subscription"
+        user,
+        gateway,
+        plan,
+        credits=plan.credits_per_period,
+        stripe_mode="subscription",
+        submission_key=key,
     )
 
 

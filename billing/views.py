@@ -103,7 +103,7 @@ def _start_checkout(request: HttpRequest, item, *, noun: str, start) -> HttpResp
         messages.error(request, f"That {noun} is not on sale. Pick one of the {noun}s below.")
         return see_other(back)
     try:
-        checkout = start(request.user, item)
+        checkout = start(request.user, item, submission_key=request.POST.get("submission_key"))
     except PriceMismatch as error:
         ops_alert(f"Billing: {noun} price mismatch", str(error), **{noun: item.slug})
         messages.error(request, f"This {noun} cannot be bought right now. Nothing was charged.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 from django.contrib import messages
@@ -11,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config import submission
 from generation import catalogue, owner, selectors
 from generation.exceptions import GenerationError
 from generation.models import Generation, Status
@@ -93,7 +93,7 @@ def create(request: HttpRequest) -> HttpResponse:
             "estimate": estimate,
             "prompt": source.get("prompt", ""),
             "error": error,
-            "submission_key": secrets.token_urlsafe(24),
+            "submission_key": submission.new_key(),
             "prompt_min": catalogue.PROMPT_MIN,
             "prompt_max": catalogue.PROMPT_MAX,
         },

@@ -1,5 +1,7 @@
 from django import template
 
+from config import submission
+
 register = template.Library()
 
 # Stripe's zero-decimal currencies: amounts are already in whole units.
@@ -35,3 +37,9 @@ def money(amount: int | None, currency: str) -> str:
     value = f"{amount:,}" if currency in ZERO_DECIMAL else f"{amount / 100:,.2f}"
     symbol = SYMBOLS.get(currency)
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+@register.simple_tag
+def submission_key() -> str:
+    """Return a fresh one-time key for the form being rendered (``config.submission``)."""
+    return submission.new_key()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -13,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config import ratelimit
+from config import ratelimit, submission
 from generation import catalogue, transitions
 from generation.exceptions import InvalidRequest, PriceChanged, ProviderUnavailable, RateLimited
 from generation.models import Generation
@@ -21,7 +20,6 @@ from generation.providers import get_provider
 from generation.services.queueing import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
-SUBMISSION_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def check_rate_limit(user_id: uuid.UUID) -> None:
@@ -122,8 +120,9 @@ def submit_generation(
 
 def clean_submission_key(value: object) -> str | None:
     """Return a well-formed one-time key, None when absent; raise InvalidRequest otherwise."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not SUBMISSION_KEY.fullmatch(value):
-        raise InvalidRequest("This form is out of date: reload the page and submit again.")
-    return value
+    try:
+        return submission.clean_key(value)
+    except ValueError:
+        raise InvalidRequest(
+            "This form is out of date: reload the page and submit again."
+        ) from None

@@ -144,3 +144,60 @@ def test_without_stripe_keys_buying_is_off_and_says_so(alice_client, pack_factor
     assert b"payments are not configured" in page.content
     assert b"disabled" in page.content
     assert b"Payments are not configured" in response.content
+
+
+KEY = "buy-form-" + "x" * 24
+
+
+def test_the_buy_form_posted_twice_opens_one_checkout(alice_client, alice, pack, fake_stripe):
+    page = alice_client.get("/billing/").content.decode()
+    assert 'name="submission_key"' in page and "data-submit-once" in page
+
+    first = alice_client.post("/billing/buy/", {"pack": pack.pk, "submission_key": KEY})
+    second = alice_client.post("/billing/buy/", {"pack": pack.pk, "submission_key": KEY})
+
+    checkout = CheckoutSession.objects.get(user=alice)
+    assert checkout.submission_key == KEY
+    assert first.status_code == second.status_code == 303
+    assert first["Location"] == second["Location"] == checkout.url
+    assert len(fake_stripe.calls_to("POST", "/v1/checkout/sessions")) == 1
+
+
+def test_a_repeat_after_the_first_request_died_before_stripe_answered_gets_the_same_session(
+    alice, pack, fake_stripe
+):
+    first = start_checkout(alice, pack, submission_key=KEY)
+    # As if that request had crashed right after storing its row.
+    CheckoutSession.objects.filter(pk=first.pk).update(stripe_session_id=None, url="")
+
+    again = start_checkout(alice, pack, submission_key=KEY)
+
+    assert again.pk == first.pk and again.stripe_session_id == first.stripe_session_id
+    calls = fake_stripe.calls_to("POST", "/v1/checkout/sessions")
+    assert [c.headers["Idempotency-Key"] for c in calls] == [f"checkout:{first.pk}"] * 2
+    assert len(fake_stripe.sessions) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_posts_of_one_buy_form_make_one_checkout(alice, pack, fake_stripe):
+    def buy(_):
+        client = Client()
+        client.force_login(alice)
+        try:
+            response = client.post("/billing/buy/", {"pack": pack.pk, "submission_key": KEY})
+            return response.status_code, response["Location"]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(buy, range(2)))
+
+    checkout = CheckoutSession.objects.get(user=alice)
+    assert answers == [(303, checkout.url)] * 2
+
+
+def test_a_malformed_key_is_refused_and_nothing_is_created(alice_client, alice, pack):
+    response = alice_client.post("/billing/buy/", {"pack": pack.pk, "submission_key": "x'"})
+
+    assert response.status_code == 303
+    assert not CheckoutSession.objects.filter(user=alice).exists()

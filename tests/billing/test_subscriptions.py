@@ -7,7 +7,7 @@ import pytest
 
 from billing import subscriptions
 from billing.exceptions import BillingError
-from billing.models import Plan, ReviewItem, Subscription, SubscriptionInvoice
+from billing.models import CheckoutSession, Plan, ReviewItem, Subscription, SubscriptionInvoice
 from tests.billing.conftest import (
     assert_ledger_healthy,
     available,
@@ -450,3 +450,14 @@ def test_a_coupon_on_an_invoice_grants_when_promotion_codes_are_on(
     send(post_event, "invoice.paid", invoice)
 
     assert available(alice) == 580
+
+
+def test_the_subscribe_form_posted_twice_opens_one_checkout(alice_client, alice, plan, fake_stripe):
+    form = {"plan": plan.pk, "submission_key": "subscribe-" + "y" * 20}
+
+    first = alice_client.post("/billing/subscribe/", form)
+    second = alice_client.post("/billing/subscribe/", form)
+
+    checkout = CheckoutSession.objects.get(user=alice)
+    assert first["Location"] == second["Location"] == checkout.url
+    assert len(fake_stripe.calls_to("POST", "/v1/checkout/sessions")) == 1
