@@ -241,10 +241,11 @@ def walk(admin_url: str, processes: Processes, stand_ins: list, shots: Path | No
         "--bind",
         f"127.0.0.1:{gunicorn_port}",
     ]
-    gunicorn += ["--workers", "2", "--access-logfile", "-", "--no-control-socket"]
+    gunicorn += ["--workers", "1", "--access-logfile", "-", "--no-control-socket"]
     processes.start("web", gunicorn, env)
+    # One process each: the walk is one customer, and CI's two cores start all of them at once.
     celery = [python, "-m", "celery", "-A", "config"]
-    worker = [*celery, "worker", "-Q", "start,settle,default", "-c", "2", "-l", "info"]
+    worker = [*celery, "worker", "-Q", "start,settle,default", "-c", "1", "-l", "info"]
     processes.start("worker", worker, env)
     schedule = str(LOGS / "celerybeat-schedule")
     processes.start("beat", [*celery, "beat", "-s", schedule, "-l", "info"], env)
