@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -202,6 +203,15 @@ def test_with_redis_stopped_every_journey_works_and_ops_hears_once(
     assert cache.get("outage-probe") == "back"
     assert "cache reachable again" in caplog.text
     assert Client().get("/healthz").json()["degraded"] == []
+
+    # The database re-drive queues the start the broker never got.
+    import redis
+
+    from generation.services.reconcile import redrive
+
+    counts = redrive(now=generation.next_check_at + timedelta(seconds=1))
+    assert counts["start"] == 1
+    assert redis.Redis.from_url(own_valkey.url(0)).llen("start") == 1
 
 
 def test_an_unreachable_cache_answers_like_an_empty_one(settings):
