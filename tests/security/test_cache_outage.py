@@ -15,6 +15,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from allauth.mfa.totp.internal.auth import (
+    TOTP,
+    format_hotp_value,
+    generate_totp_secret,
+    hotp_value,
+)
 from django.core import mail
 from django.core.cache import cache
 from django.test import Client
@@ -182,6 +188,18 @@ def test_with_redis_stopped_every_journey_works_and_ops_hears_once(
     assert submitted.status_code == 302
     generation = Generation.objects.get(user=world.bob)
     assert generation.status == Status.QUEUED and generation.next_check_at is not None
+    assert bob.get(f"/generations/{generation.pk}/").status_code == 200
+
+    # Two-factor sign-in (allauth marks each used code in the cache).
+    secret = generate_totp_secret()
+    TOTP.activate(member, secret)
+    second = Client()
+    password_step = second.post(
+        "/accounts/login/", {"login": member.email, "password": f"pw-{member.email}"}
+    )
+    assert password_step["Location"] == "/accounts/2fa/authenticate/"
+    code = format_hotp_value(hotp_value(secret, int(time.time()) // 30))
+    assert second.post("/accounts/2fa/authenticate/", {"code": code})["Location"] == "/dashboard/"
 
     # Readiness stays 200 and says only which part is degraded.
     for _ in range(3):
