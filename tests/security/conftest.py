@@ -86,3 +86,24 @@ def csrf_client(user=None) -> Client:
     if user is not None:
         client.force_login(user)
     return client
+
+
+def post_babysea_completed(delivery_id: str, job_id: str, secret: str):
+    """POST a BabySea "generation.completed" callback signed with ``secret``; return the answer."""
+    import json
+
+    from tests.e2e.helpers import babysea_header
+
+    body = json.dumps(
+        {
+            "webhook_event": "generation.completed",
+            "webhook_delivery_id": delivery_id,
+            "webhook_data": {"generation_id": job_id, "generation_status": "succeeded"},
+        }
+    ).encode()
+    return csrf_client().post(
+        "/webhooks/providers/babysea/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_BABYSEA_SIGNATURE=babysea_header(body, secret),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Generation, Status
-from tests.security.conftest import csrf_client
+from tests.security.conftest import csrf_client, post_babysea_completed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,27 +58,12 @@ def test_submit_during_a_broker_outage_answers_the_generation_page(world, broker
 
 def test_a_callback_during_a_broker_outage_is_stored_and_acknowledged(broker_down, settings):
     """200 and stored unprocessed: the re-drive settles it; a 500 would only cause resends."""
-    import json
-
     from generation.models import ProviderCallback
     from generation.providers import reset_providers
-    from tests.e2e.helpers import babysea_header
 
     settings.PROVIDER_WEBHOOK_SECRET = "whsec_outage_" + "d" * 16
     reset_providers()
-    body = json.dumps(
-        {
-            "webhook_event": "generation.completed",
-            "webhook_delivery_id": "whd_outage",
-            "webhook_data": {"generation_id": "job-outage", "generation_status": "succeeded"},
-        }
-    ).encode()
-    response = csrf_client().post(
-        "/webhooks/providers/babysea/",
-        data=body,
-        content_type="application/json",
-        HTTP_X_BABYSEA_SIGNATURE=babysea_header(body, settings.PROVIDER_WEBHOOK_SECRET),
-    )
+    response = post_babysea_completed("whd_outage", "job-outage", settings.PROVIDER_WEBHOOK_SECRET)
     assert response.status_code == 200
     stored = ProviderCallback.objects.get(delivery_id="whd_outage")
     assert stored.processed_at is None

@@ -7,7 +7,6 @@ sign-in, password reset, pages, the success page, both webhooks, generate, /heal
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import time
@@ -30,7 +29,7 @@ from config import ops
 from config.devstack.processes import free_ports
 from generation.models import Generation, ProviderCallback, Status
 from tests.billing.conftest import stripe_signature
-from tests.e2e.helpers import babysea_header
+from tests.security.conftest import post_babysea_completed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,18 +162,8 @@ def test_with_redis_stopped_every_journey_works_and_ops_hears_once(
     assert forged.status_code == 400
 
     # The provider callback is stored and acknowledged.
-    body = json.dumps(
-        {
-            "webhook_event": "generation.completed",
-            "webhook_delivery_id": "whd_cache_outage",
-            "webhook_data": {"generation_id": "job-cache-outage", "generation_status": "succeeded"},
-        }
-    ).encode()
-    callback = Client().post(
-        "/webhooks/providers/babysea/",
-        data=body,
-        content_type="application/json",
-        HTTP_X_BABYSEA_SIGNATURE=babysea_header(body, "whsec_cache_outage_" + "e" * 16),
+    callback = post_babysea_completed(
+        "whd_cache_outage", "job-cache-outage", "whsec_cache_outage_" + "e" * 16
     )
     assert callback.status_code == 200
     assert ProviderCallback.objects.filter(delivery_id="whd_cache_outage").exists()
