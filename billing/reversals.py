@@ -17,17 +17,22 @@ what was recorded the moment it lands.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from billing.exceptions import BillingError
+from billing.gateways import get_gateway
 from billing.models import PaymentReversal, Reversal, ReviewItem
 from billing.purchases import Purchase, find_purchase
 from billing.reversal_steps import plan_next, plan_text, settle
 from billing.review_queue import open_review
 
+logger = logging.getLogger(__name__)
 Reason = ReviewItem.Reason
 # Closed with the money back with us: the dispute no longer counts as money lost. Stripe's
 # ``prevented`` disputes are settled by a refund, which counts on its own.
@@ -158,6 +163,40 @@ def purchase_granted(*, payment_intent: str = "", invoice_id: str = "") -> None:
         )
         payment.save()
     settle(payment.pk)
+
+
+def reconcile_reversals(*, lookback: timedelta) -> dict[str, int]:
+    """Run recent refunds and disputes we have not seen through the webhook's path.
+
+    A charge whose ``amount_refunded`` we already hold, or a dispute in the state we hold (or
+    already closed), is ``known``; anything else is applied as its event would have been.
+    Return counts per outcome.
+    """
+    gateway = get_gateway()
+    since = timezone.now() - lookback
+    counts: dict[str, int] = {}
+    for charge in gateway.list_refunded_charges(created_since=since):
+        known = Reversal.objects.filter(
+            kind=Reversal.Kind.REFUND,
+            stripe_id=charge.get("id"),
+            stripe_amount__gte=_amount(charge.get("amount_refunded")),
+        ).exists()
+        outcome = "known" if known else record_refund(charge, event_id="reconcile")
+        counts[outcome] = counts.get(outcome, 0) + 1
+    for dispute in gateway.list_disputes(created_since=since):
+        subject = Reversal.objects.filter(
+            kind=Reversal.Kind.DISPUTE, stripe_id=dispute.get("id")
+        ).first()
+        known = subject is not None and (
+            bool(subject.outcome) or subject.stripe_status == dispute.get("status")
+        )
+        outcome = "known" if known else record_dispute(dispute, event_id="reconcile")
+        counts[outcome] = counts.get(outcome, 0) + 1
+    if counts.get("planned"):
+        logger.warning(
+            "reconciliation applied %s missed refund(s) or dispute(s)", counts["planned"]
+        )
+    return counts
 
 
 def _locked_payment(payment_intent: str, purchase: Purchase | None) -> PaymentReversal:

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from billing import fulfilment, grants, subscriptions
+from billing import fulfilment, grants, reversals, subscriptions
 from billing.exceptions import PaymentsNotConfigured
 
 
@@ -25,6 +25,17 @@ def reconcile_invoices() -> dict[str, int]:
     """Grant recent paid subscription invoices whose webhook never arrived (a beat task)."""
     try:
         return subscriptions.reconcile_invoices(
+            lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
+        )
+    except PaymentsNotConfigured:
+        return {}
+
+
+@shared_task
+def reconcile_reversals() -> dict[str, int]:
+    """Apply recent refunds and disputes whose webhook never arrived (a beat task)."""
+    try:
+        return reversals.reconcile_reversals(
             lookback=timedelta(hours=settings.BILLING_RECONCILE_LOOKBACK_HOURS)
         )
     except PaymentsNotConfigured:

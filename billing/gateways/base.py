@@ -48,6 +48,14 @@ class Gateway(Protocol):
         """Return the id of the invoice ``payment_intent`` paid, or "" when it paid none."""
         ...
 
+    def list_refunded_charges(self, *, created_since: datetime) -> Iterator[dict]:
+        """Yield each charge refunded since then, with its cumulative ``amount_refunded``."""
+        ...
+
+    def list_disputes(self, *, created_since: datetime) -> Iterator[dict]:
+        """Yield each dispute opened since then, in its current state."""
+        ...
+
     def cancel_subscription(self, subscription_id: str) -> dict:
         """Cancel the subscription now (no further invoices); return it as Stripe now has it."""
         ...

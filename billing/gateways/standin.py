@@ -101,6 +101,13 @@ class StandinGateway:
         for event in events.iterator():
             yield event.payload["data"]["object"]
 
+    def list_refunded_charges(self, *, created_since: datetime) -> Iterator[dict]:
+        # Like invoices, the refunds it sent are its answer.
+        yield from _sent("charge.refunded", created_since)
+
+    def list_disputes(self, *, created_since: datetime) -> Iterator[dict]:
+        yield from _sent("charge.dispute.", created_since)
+
     def invoice_paid_by(self, payment_intent: str) -> str:
         if not payment_intent.startswith(INTENT_PREFIX):
             return ""
@@ -181,3 +188,12 @@ def _line_items(row: CheckoutSession) -> dict[str, Any]:
 def digest(text: str) -> str:
     """Return a short stable id part derived from ``text`` (Stripe-like, never secret)."""
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _sent(event_type: str, since: datetime) -> Iterator[dict]:
+    """Yield the objects of the stand-in's stored events of this type (or type prefix)."""
+    events = StripeEvent.objects.filter(
+        type__startswith=event_type, livemode=False, received_at__gte=since
+    ).order_by("received_at")
+    for event in events.only("payload").iterator():
+        yield event.payload["data"]["object"]

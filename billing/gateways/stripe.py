@@ -142,6 +142,24 @@ class StripeGateway:
         invoice = found[0].invoice
         return invoice if isinstance(invoice, str) else invoice.id
 
+    def list_refunded_charges(self, *, created_since: datetime) -> Iterator[dict]:
+        # A Refund names its charge; the charge carries the cumulative amount refunded, which
+        # is what ``charge.refunded`` delivers.
+        params: Any = {"created": {"gte": int(created_since.timestamp())}, "limit": 100}
+        seen: set[str] = set()
+        with _translated_errors():
+            for refund in self.client.v1.refunds.list(params=params).auto_paging_iter():
+                charge = refund.charge if isinstance(refund.charge, str) else refund.charge.id
+                if charge and charge not in seen:
+                    seen.add(charge)
+                    yield self.client.v1.charges.retrieve(charge).to_dict()
+
+    def list_disputes(self, *, created_since: datetime) -> Iterator[dict]:
+        params: Any = {"created": {"gte": int(created_since.timestamp())}, "limit": 100}
+        with _translated_errors():
+            for dispute in self.client.v1.disputes.list(params=params).auto_paging_iter():
+                yield dispute.to_dict()
+
     def cancel_subscription(self, subscription_id: str) -> dict:
         with _translated_errors():
             return self.client.v1.subscriptions.cancel(subscription_id).to_dict()

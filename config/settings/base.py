@@ -256,6 +256,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.reconcile_invoices",
         "schedule": 15 * 60.0,
     },
+    # Every 15 min, like the others: a refund or dispute whose event never came would leave its
+    # credits with the customer; one list call each for refunds and disputes per run.
+    "billing-reconcile-reversals": {
+        "task": "billing.tasks.reconcile_reversals",
+        "schedule": 15 * 60.0,
+    },
     # Every 30 s: the re-drive is the recovery path when the broker lost messages or a worker
     # died; 30 s bounds how long such work waits, at the cost of one indexed query per run.
     "generation-redrive": {"task": "generation.tasks.redrive_generations", "schedule": 30.0},

@@ -102,6 +102,9 @@ class FakeStripe(stripe.HTTPClient):
         self.invoices: dict[str, dict] = {}
         self.invoice_payments: list[dict] = []
         self.subscriptions: dict[str, dict] = {}
+        self.charges: dict[str, dict] = {}
+        self.refunds: list[dict] = []
+        self.disputes: dict[str, dict] = {}
         self.fail_with: int | None = None
 
     # -- test helpers ------------------------------------------------------------------------
@@ -171,6 +174,30 @@ class FakeStripe(stripe.HTTPClient):
         }
         self.invoice_payments.append(payment)
         return payment
+
+    def refund(self, charge: dict, amount: int) -> dict:
+        """Refund ``amount`` more of the charge, as Stripe records it: a Refund, and the charge's
+        cumulative ``amount_refunded``."""
+        stored = self.charges.setdefault(charge["id"], json.loads(json.dumps(charge)))
+        stored["amount_refunded"] = stored.get("amount_refunded", 0) + amount
+        stored["refunded"] = stored["amount_refunded"] >= stored["amount"]
+        self.refunds.append(
+            {
+                "id": "re_" + secrets.token_hex(8),
+                "object": "refund",
+                "charge": charge["id"],
+                "payment_intent": charge.get("payment_intent"),
+                "amount": amount,
+                "created": int(time.time()),
+            }
+        )
+        return json.loads(json.dumps(stored))
+
+    def add_dispute(self, dispute: dict) -> dict:
+        """Hold a dispute in its current state, as Stripe lists it."""
+        stored = {"created": int(time.time()), **json.loads(json.dumps(dispute))}
+        self.disputes[stored["id"]] = stored
+        return stored
 
     def calls_to(self, method: str, path: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path == path]
@@ -268,6 +295,14 @@ class FakeStripe(stripe.HTTPClient):
                 and (not params.get("invoice") or p["invoice"] == params["invoice"])
             ][: int(params.get("limit", 10))]
             return self._ok({"object": "list", "data": found, "has_more": False})
+        if method == "get" and path in ("/v1/refunds", "/v1/disputes"):
+            since = int(params.get("created", {}).get("gte", 0))
+            listed = self.refunds if path == "/v1/refunds" else list(self.disputes.values())
+            found = [r for r in listed if r["created"] >= since]
+            return self._ok({"object": "list", "data": found, "has_more": False})
+        if method == "get" and path.startswith("/v1/charges/"):
+            charge = self.charges.get(path.rsplit("/", 1)[1])
+            return self._ok(charge) if charge else self._missing("charge")
         if method == "delete" and path.startswith("/v1/subscriptions/"):
             subscription_id = path.rsplit("/", 1)[1]
             subscription = self.subscriptions.get(subscription_id)
