@@ -21,28 +21,44 @@ class CallbackNotReady(Exception):
 
 
 def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> tuple[int, bool]:
-    """Store a verified callback once per delivery id and settle it after commit."""
-    generation_id = (
-        Generation.objects.filter(provider=provider, provider_job_id=event.job_id)
-        .values_list("pk", flat=True)
-        .first()
-    )
+    """Store a verified callback once per delivery id; apply progress now, settle the rest later.
+
+    One commit: the lookup, the insert and, for a progress report about a job at the provider,
+    its transition (it moves no credits, so no worker round trip is needed). Any other report,
+    or progress that arrived before its dispatch committed, is settled by a task after commit.
+    """
     delivery_id = event.delivery_id[:200]
+    report = event.report
     try:
         # Insert first: a repeated delivery is rare, and the unique constraint decides it.
         with transaction.atomic():
+            generation = (
+                Generation.objects.filter(provider=provider, provider_job_id=event.job_id)
+                .only("pk", "status", "progress")
+                .first()
+            )
+            outcome = ""
+            if (
+                report.state == JobState.RUNNING
+                and generation is not None
+                and generation.status not in (Status.QUEUED, Status.RESERVED)
+            ):
+                outcome = apply_report(generation, report)
             callback = ProviderCallback.objects.create(
                 provider=provider,
                 delivery_id=delivery_id,
                 provider_job_id=event.job_id[:128],
                 event=event.event[:64],
-                reported_status=event.report.state,
+                reported_status=report.state,
                 payload=event.payload,
-                report=dataclasses.asdict(event.report),
-                generation_id=generation_id,
+                report=dataclasses.asdict(report),
+                generation_id=generation.pk if generation else None,
                 generation_hint=hint[:64],
+                processed_at=timezone.now() if outcome else None,
+                outcome=outcome[:200],
             )
-            enqueue_after_commit("settle_callback", callback.pk)
+            if not outcome:
+                enqueue_after_commit("settle_callback", callback.pk)
     except IntegrityError:
         existing = (
             ProviderCallback.objects.filter(provider=provider, delivery_id=delivery_id)
@@ -105,12 +121,21 @@ def settle_callback(callback_id: int) -> str:
     if generation.status in (Status.QUEUED, Status.RESERVED):
         raise CallbackNotReady(f"{generation.pk} is {generation.status}")
     report = JobReport(**{**callback.report, "output_urls": tuple(callback.report["output_urls"])})
-    # A progress report moves no credits, so its transition and the processed mark can share one
-    # commit; any other report calls the ledger, which must run outside a transaction.
-    running = report.state == JobState.RUNNING
-    with transaction.atomic() if running else contextlib.nullcontext():
-        outcome = apply_report(generation, report)
+    marked = False
+
+    def mark_processed(outcome: str) -> None:
+        nonlocal marked
+        marked = True
         ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
             processed_at=timezone.now(), outcome=outcome[:200]
         )
+
+    # A progress report moves no credits, so its transition and the processed mark share one
+    # commit; a success is marked in its capture's commit; anything else that calls the ledger
+    # must run outside a transaction and is marked after.
+    running = report.state == JobState.RUNNING
+    with transaction.atomic() if running else contextlib.nullcontext():
+        outcome = apply_report(generation, report, with_capture=mark_processed)
+        if not marked:
+            mark_processed(outcome)
     return outcome

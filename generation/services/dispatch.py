@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from config.ops import ops_alert
@@ -39,17 +40,23 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
     """Hold the credits of a queued generation, then dispatch a reserved one."""
     generation = Generation.objects.get(pk=generation_id)
     if generation.status == Status.QUEUED:
-        result = ledger.hold(
-            generation.user_id,
-            generation.hold_reference,
-            generation.cost,
-            ttl=timedelta(seconds=generation.hold_ttl_seconds),
-        )
-        if result.status in (ledger.HoldOutcome.HELD, ledger.HoldOutcome.DUPLICATE):
-            if not transitions.reserve(generation):
+        # One commit: the hold (first, before any row is written) and the transition it allows.
+        with transaction.atomic():
+            result = ledger.hold(
+                generation.user_id,
+                generation.hold_reference,
+                generation.cost,
+                ttl=timedelta(seconds=generation.hold_ttl_seconds),
+            )
+            held = result.status in (ledger.HoldOutcome.HELD, ledger.HoldOutcome.DUPLICATE)
+            if held:
+                reserved = transitions.reserve(generation)
+            elif result.status == ledger.HoldOutcome.INSUFFICIENT:
+                transitions.reject(generation, available=result.available)
+        if held:
+            if not reserved:
                 generation.refresh_from_db()  # another run reserved it, or it moved on
         elif result.status == ledger.HoldOutcome.INSUFFICIENT:
-            transitions.reject(generation, available=result.available)
             return "rejected"
         else:
             ops_alert(

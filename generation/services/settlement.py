@@ -6,6 +6,7 @@ Also collects unpaid generations: a success the balance did not cover is capture
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,10 +24,13 @@ from media_store import api as media
 REFUSED = "ingest refused"
 
 
-def settle_success(generation: Generation, report: JobReport) -> str:
+def settle_success(
+    generation: Generation, report: JobReport, *, with_capture: Callable[[str], None] | None = None
+) -> str:
     """Store the outputs, then capture: ingest first so a charge always has its media.
 
     ``generation`` must be freshly loaded; the guarded transitions still decide every change.
+    ``with_capture`` runs in the capture's own transaction (the callback's processed mark).
     """
     if generation.pending_action == PendingAction.RELEASE:
         finish_release(generation)
@@ -80,7 +84,7 @@ def settle_success(generation: Generation, report: JobReport) -> str:
         if generation.status == Status.CANCELED:
             discard_outputs(generation)
         return f"not claimed ({generation.status})"
-    return finish_capture(generation)
+    return finish_capture(generation, also=with_capture)
 
 
 def discard_outputs(generation: Generation) -> None:
@@ -98,7 +102,9 @@ def settle_failure(generation: Generation, *, message: str, detail: str) -> str:
     return f"failure ignored ({generation.status})"
 
 
-def apply_report(generation: Generation, report: JobReport) -> str:
+def apply_report(
+    generation: Generation, report: JobReport, *, with_capture: Callable[[str], None] | None = None
+) -> str:
     """Move a generation according to what its provider reported."""
     if report.state == JobState.RUNNING:
         next_check = settings.GENERATION_RECONCILE_INTERVAL_SECONDS
@@ -108,7 +114,7 @@ def apply_report(generation: Generation, report: JobReport) -> str:
             else f"progress ignored ({generation.status})"
         )
     if report.state == JobState.SUCCEEDED:
-        return settle_success(generation, report)
+        return settle_success(generation, report, with_capture=with_capture)
     if report.state == JobState.GONE:
         return settle_failure(
             generation,

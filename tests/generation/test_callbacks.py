@@ -205,3 +205,51 @@ def test_replicate_signature_with_the_wrong_secret_is_refused(client, settings):
     )
     assert response.status_code == 401
     assert not ProviderCallback.objects.exists()
+
+
+def _at_provider(alice, status: str, job_id: str) -> Generation:
+    return Generation.objects.create(
+        user=alice,
+        model_key="flux-schnell",
+        kind="image",
+        prompt="p",
+        cost=5,
+        provider="babysea",
+        status=status,
+        provider_job_id=job_id,
+        progress=10,
+        hold_ttl_seconds=60,
+    )
+
+
+def test_progress_for_a_job_at_the_provider_is_applied_at_receipt(client, alice):
+    """Progress moves no credits: the endpoint applies it in the insert's commit, no task needed."""
+    generation = _at_provider(alice, Status.DISPATCHED, "job-live")
+    body = callback_body({"generation_id": "job-live", "generation_status": "processing"})
+    body = body[:-2] + b', "generation_progress": 40}}'
+    assert deliver(body, client=client).status_code == 200
+    generation.refresh_from_db()
+    assert (generation.status, generation.progress) == (Status.PROCESSING, 40)
+    callback = ProviderCallback.objects.get()
+    assert callback.processed_at is not None
+    assert (callback.outcome, callback.generation_id) == ("progress", generation.pk)
+    assert settle_callback(callback.pk) == "already processed"
+    # A repeat of the same delivery changes nothing and is reported as a duplicate.
+    assert deliver(body, client=client).json()["duplicate"] is True
+    assert list(generation.events.values_list("name", flat=True)) == ["processing"]
+
+
+@pytest.mark.parametrize(
+    ("status", "processed"), [(Status.RESERVED, False), (Status.SUCCEEDED, True)]
+)
+def test_progress_before_dispatch_waits_for_the_task_and_after_the_end_is_ignored(
+    client, alice, status, processed
+):
+    """Before the dispatch commits the settle task retries it; after the end it is a no-op."""
+    generation = _at_provider(alice, status, "job-edge")
+    body = callback_body({"generation_id": "job-edge", "generation_status": "processing"})
+    assert deliver(body, client=client).status_code == 200
+    callback = ProviderCallback.objects.get()
+    assert (callback.processed_at is not None) == processed
+    generation.refresh_from_db()
+    assert generation.status == status
