@@ -16,6 +16,19 @@ the first settlement to the last. Diagnostics: per-stage p50/p95 from the event 
 deepest Celery queues, CPU per process kind, and PostgreSQL commits and new sessions per
 generation.
 
+``--capacity`` searches instead: it offers ``--start-rate`` for ``--step-seconds``, then raises
+the rate by ``--step-factor`` round after round until p95 passes ``--p95-limit`` (3 s) or a
+generation is lost, and reports the highest offered rate that held as
+``capacity_generations_per_s``. Commits per generation count every PostgreSQL transaction
+(``pg_stat_database.xact_commit``, reads and Django's connection health checks included);
+``xids_per_generation`` counts transaction ids consumed (writing transactions, plus savepoints
+that wrote).
+``--app-root DIR`` runs gunicorn and the worker from another checkout with the same driver, so a
+baseline commit and the change are measured back to back in one launcher session::
+
+    python -m config.devstack --test -- bash -c '.venv/bin/python bench/pipeline.py \
+        --capacity --app-root /tmp/baseline; .venv/bin/python bench/pipeline.py --capacity'
+
 Run through the launcher so PostgreSQL, Valkey and S3 exist with fsync and synchronous_commit on:
 ``python -m config.devstack --test -- .venv/bin/python bench/pipeline.py --quick``
 (``--pool prefork --worker-concurrency 6`` gives the previous worker topology).
@@ -147,6 +160,21 @@ def _cpu_groups(root_pid: int) -> dict[str, float]:
     return totals
 
 
+def _launcher_pid() -> int:
+    """Return the devstack launcher's pid (its children include PostgreSQL), else the parent's."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        if b"config.devstack" in cmdline:
+            return pid
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return os.getppid()
+
+
 def _db_counters(cursor) -> tuple[int, int]:
     cursor.execute(
         "SELECT xact_commit, sessions FROM pg_stat_database WHERE datname = current_database()"
@@ -154,10 +182,10 @@ def _db_counters(cursor) -> tuple[int, int]:
     return cursor.fetchone()
 
 
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
@@ -207,9 +235,152 @@ def provider_baseline(provider_url: str, count: int, concurrency: int) -> list[f
         return list(pool.map(one, range(count)))
 
 
+def _xid(cursor) -> int:
+    """Return the next transaction id: its growth counts the transactions that wrote."""
+    cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+    return cursor.fetchone()[0]
+
+
+class Round:
+    """One timed round at an offered rate, measured from the first submit to the last settle."""
+
+    def __init__(self, clients, concurrency: int, broker_url: str) -> None:
+        self.clients, self.concurrency, self.broker_url = clients, concurrency, broker_url
+
+    def run(self, rate: float, total: int) -> dict:
+        from django.db import connection
+
+        from generation.models import Generation, Status
+
+        sampler = QueueSampler(self.broker_url, ("start", "settle"))
+        sampler.start()
+        cpu_before = _cpu_groups(_launcher_pid())
+        with connection.cursor() as cursor:
+            commits_before, sessions_before = _db_counters(cursor)
+            xid_before = _xid(cursor)
+        started = time.time()
+
+        def paced(i: int) -> tuple[str, float]:
+            if rate > 0:
+                time.sleep(max(0.0, started + i / rate - time.time()))
+            return submit_through_view(self.clients[i % len(self.clients)])
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            submitted = list(pool.map(paced, range(total)))
+        submit_time = {gid: began for gid, began in submitted}
+        ids = list(submit_time)
+        settled = wait_until(
+            lambda: all_settled(ids),
+            timeout=max(120, total / max(rate, 1) * 4),
+            interval=0.5,
+            what="every generation to settle",
+        )
+        sampler.halt.set()
+        cpu_after = _cpu_groups(_launcher_pid())
+        with connection.cursor() as cursor:
+            xid_after = _xid(cursor)
+            # The statistics collector reports a backend's counts within a second.
+            time.sleep(1.1)
+            commits_after, sessions_after = _db_counters(cursor)
+        rows = list(
+            Generation.objects.filter(pk__in=ids).values_list("pk", "status", "finished_at")
+        )
+        done = [(pk, status, finished) for pk, status, finished in rows if finished]
+        latencies = [finished.timestamp() - submit_time[str(pk)] for pk, _, finished in done]
+        finished_last = max(finished.timestamp() for _, _, finished in done)
+        first_submit = min(submit_time.values())
+        elapsed = finished_last - first_submit
+        succeeded = sum(1 for _, status, _ in rows if status == Status.SUCCEEDED)
+        cpu = {
+            kind: round((cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0)) / total * 1000, 1)
+            for kind in sorted(cpu_after)
+        }
+        # The system under test: not the bench's own clients, not the stand-in provider.
+        served = sum(v for k, v in cpu.items() if k not in ("bench", "provider", "other"))
+        return {
+            "offered_rate_per_s": rate or None,
+            "generations": total,
+            "settled": bool(settled),
+            "submitted_per_s": round(
+                (total - 1) / max(max(submit_time.values()) - first_submit, 1e-9), 2
+            ),
+            "generations_per_s": round(total / elapsed, 2),
+            "p50_s": round(statistics.median(latencies), 3),
+            "p95_s": round(percentile(latencies, 0.95), 3),
+            "max_s": round(max(latencies), 3),
+            "succeeded": succeeded,
+            "lost": total - succeeded,
+            "stages_p50_p95_s": {
+                k: [round(a, 3), round(b, 3)] for k, (a, b) in stage_breakdown(submit_time).items()
+            },
+            "max_queue_depth": sampler.summary(),
+            "cpu_ms_by_process": cpu,
+            "cpu_ms_per_generation": round(served, 1),
+            # Every transaction (reads too); transaction ids consumed count the writing ones,
+            # plus one per savepoint that wrote (a ledger call inside a caller's transaction).
+            "commits_per_generation": round((commits_after - commits_before) / total, 1),
+            "xids_per_generation": round((xid_after - xid_before - 1) / total, 1),
+            "db_sessions_per_generation": round((sessions_after - sessions_before) / total, 1),
+        }
+
+
+def all_settled(ids) -> bool:
+    from generation.models import Generation, Status
+
+    return (
+        not Generation.objects.filter(pk__in=ids)
+        .exclude(status__in=(Status.SUCCEEDED, Status.FAILED, Status.REJECTED))
+        .exists()
+        and not Generation.objects.filter(pk__in=ids, pending_action__isnull=False).exists()
+    )
+
+
+def capacity_search(round_: Round, args) -> tuple[float, list[dict]]:
+    """Raise the offered rate until p95 passes the limit or anything is lost.
+
+    Each step offers ``rate`` for ``--step-seconds``; the capacity is the highest offered rate
+    whose round kept p95 under ``--p95-limit`` with nothing lost.
+    """
+    rate, best, steps = args.start_rate, 0.0, []
+    while rate <= args.max_rate:
+        total = max(40, round(rate * args.step_seconds))
+        step = round_.run(rate, total)
+        steps.append(step)
+        passed = step["settled"] and step["lost"] == 0 and step["p95_s"] < args.p95_limit
+        print(
+            f"offered {rate:>6.1f}/s  achieved {step['generations_per_s']:>6.2f}/s  "
+            f"p50 {step['p50_s']:>6.3f}s  p95 {step['p95_s']:>6.3f}s  lost {step['lost']}  "
+            f"commits {step['commits_per_generation']:>5.1f} "
+            f"(xids {step['xids_per_generation']:>4.1f})  "
+            f"cpu {step['cpu_ms_per_generation']:>6.1f} ms  {'ok' if passed else 'STOP'}",
+            flush=True,
+        )
+        if not passed:
+            break
+        best = rate
+        rate = round(rate * args.step_factor, 1)
+    return best, steps
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 generations instead of 300")
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="raise the offered rate step by step until p95 passes --p95-limit or any is lost",
+    )
+    parser.add_argument("--start-rate", type=float, default=8.0)
+    parser.add_argument("--step-factor", type=float, default=1.25)
+    parser.add_argument("--max-rate", type=float, default=60.0)
+    parser.add_argument("--step-seconds", type=float, default=12.0)
+    parser.add_argument("--p95-limit", type=float, default=3.0)
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        default=ROOT,
+        help="run gunicorn and the worker from this checkout (a baseline commit's worktree)",
+    )
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument(
         "--warmup",
@@ -243,7 +414,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     total = 60 if args.quick else 300
-    granted = (total + args.warmup) * 10
+    # Enough for every round of a capacity search, which stops at --max-rate.
+    granted = 1_000_000 if args.capacity else (total + args.warmup) * 10
     admin_url = os.environ.get("DATABASE_ADMIN_URL")
     if not admin_url:
         print("DATABASE_ADMIN_URL is not set: run through python -m config.devstack --test")
@@ -276,13 +448,17 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     web_argv = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{web_port}"]
     web_argv += ["-w", str(args.web_workers), "-k", "gthread", "--threads", str(args.web_threads)]
+    # The clients keep connections alive between rounds, as browsers do; gunicorn's 2 s default
+    # would close them while idle and race the next request into a connection reset.
+    web_argv += ["--keep-alive", "75"]
     worker_argv = [sys.executable, "-m", "celery", "-A", "config", "worker"]
     worker_argv += ["-Q", "start,settle,default", "-P", args.pool]
     worker_argv += ["-c", str(args.worker_concurrency), "--prefetch-multiplier", "1"]
     worker_argv += ["--without-gossip", "--without-mingle", "-l", "warning"]
+    app_root = args.app_root.resolve()
     processes = [
-        start(web_argv, env, logs / "web.log"),
-        start(worker_argv, env, logs / "worker.log"),
+        start(web_argv, env, logs / "web.log", cwd=app_root),
+        start(worker_argv, env, logs / "worker.log", cwd=app_root),
     ]
     try:
         import django
@@ -326,14 +502,6 @@ def main() -> int:
 
         baseline = provider_baseline(provider.url, min(total, 60), args.baseline_concurrency)
 
-        def all_settled(ids) -> bool:
-            return (
-                not Generation.objects.filter(pk__in=ids)
-                .exclude(status__in=(Status.SUCCEEDED, Status.FAILED, Status.REJECTED))
-                .exists()
-                and not Generation.objects.filter(pk__in=ids, pending_action__isnull=False).exists()
-            )
-
         with ThreadPoolExecutor(args.concurrency) as pool:
             warm = [
                 gid
@@ -342,48 +510,17 @@ def main() -> int:
                 )
             ]
         wait_until(lambda: all_settled(warm), timeout=120, interval=0.2, what="the warm-up round")
-
-        sampler = QueueSampler(settings.CELERY_BROKER_URL, ("start", "settle"))
-        sampler.start()
-        cpu_before = _cpu_groups(os.getppid())
-        with connection.cursor() as cursor:
-            commits_before, sessions_before = _db_counters(cursor)
-        started = time.time()
-
-        def paced(i: int) -> tuple[str, float]:
-            if args.rate > 0:
-                time.sleep(max(0.0, started + i / args.rate - time.time()))
-            return submit_through_view(clients[i % len(clients)])
-
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            submitted = list(pool.map(paced, range(total)))
-        submit_time = {gid: began for gid, began in submitted}
-
-        wait_until(
-            lambda: all_settled(list(submit_time)),
-            timeout=300,
-            interval=0.2,
-            what="every generation to settle",
-        )
-        sampler.halt.set()
-        cpu_after = _cpu_groups(os.getppid())
-        with connection.cursor() as cursor:
-            commits_after, sessions_after = _db_counters(cursor)
-        rows = list(
-            Generation.objects.filter(pk__in=submit_time).values_list("pk", "status", "finished_at")
-        )
-        latencies = [finished.timestamp() - submit_time[str(pk)] for pk, _, finished in rows]
-        finished_last = max(finished.timestamp() for _, _, finished in rows)
-        first_submit = min(submit_time.values())
-        elapsed = finished_last - first_submit
-        submitted_per_s = (total - 1) / max(max(submit_time.values()) - first_submit, 1e-9)
-        finished_first = min(finished.timestamp() for _, _, finished in rows)
-        drain_per_s = (total - 1) / max(finished_last - finished_first, 1e-9)
-        succeeded = sum(1 for _, status, _ in rows if status == Status.SUCCEEDED)
-        lost = total - succeeded
-        warm_succeeded = Generation.objects.filter(pk__in=warm, status=Status.SUCCEEDED).count()
-        lost += args.warmup - warm_succeeded
-        stages = stage_breakdown(submit_time)
+        timed = Round(clients, args.concurrency, settings.CELERY_BROKER_URL)
+        if args.capacity:
+            capacity, steps = capacity_search(timed, args)
+            measured = [step for step in steps if step["offered_rate_per_s"] == capacity]
+            best = measured[0] if measured else steps[0]
+        else:
+            best = timed.run(args.rate, total)
+            steps = [best]
+        all_ids = list(Generation.objects.filter(user__in=users).values_list("pk", flat=True))
+        succeeded_all = Generation.objects.filter(pk__in=all_ids, status=Status.SUCCEEDED).count()
+        lost = len(all_ids) - succeeded_all
         violations = ledger.check()
         charged = sum(granted - ledger.balance(u.pk).available for u in users)
         with connection.cursor() as cursor:
@@ -391,33 +528,41 @@ def main() -> int:
             for name in ("server_version", "fsync", "synchronous_commit"):
                 cursor.execute(f"SHOW {name}")
                 facts[name] = cursor.fetchone()[0]
-        cpu = {
-            kind: round((cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0)) / total * 1000, 1)
-            for kind in sorted(cpu_after)
-        }
         result = {
             "bench": "pipeline",
-            "generations": total,
+            "mode": "capacity" if args.capacity else "rate",
+            "app_root": str(app_root),
+            "app_commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=app_root,
+                capture_output=True,
+                text=True,
+            ).stdout.strip(),
+            **({"capacity_generations_per_s": capacity} if args.capacity else {}),
+            **{k: best[k] for k in best if k not in ("stages_p50_p95_s", "max_queue_depth")},
+            "stages_p50_p95_s": best["stages_p50_p95_s"],
+            "max_queue_depth": best["max_queue_depth"],
+            "steps": [
+                {
+                    k: step[k]
+                    for k in (
+                        "offered_rate_per_s",
+                        "generations_per_s",
+                        "p95_s",
+                        "lost",
+                        "commits_per_generation",
+                        "cpu_ms_per_generation",
+                    )
+                }
+                for step in steps
+            ],
             "warmup_generations": args.warmup,
-            "offered_rate_per_s": args.rate or None,
-            "submitted_per_s": round(submitted_per_s, 2),
-            # Conservative: from the first submit to the last settlement, ramp-up included.
-            "generations_per_s": round(total / elapsed, 2),
-            # From the first settlement to the last: the steady rate results come out at.
-            "settled_per_s": round(drain_per_s, 2),
-            "p50_s": round(statistics.median(latencies), 3),
-            "p95_s": round(percentile(latencies, 0.95), 3),
-            "max_s": round(max(latencies), 3),
             "baseline_provider_p50_s": round(statistics.median(baseline), 3),
             "baseline_provider_p95_s": round(percentile(baseline, 0.95), 3),
+            # Over every round, warm-up included: nothing lost, every success charged once.
             "lost": lost,
-            "charged_exactly": charged == (succeeded + warm_succeeded) * 5,
+            "charged_exactly": charged == succeeded_all * 5,
             "ledger_check_clean": not violations,
-            "stages_p50_p95_s": {k: [round(a, 3), round(b, 3)] for k, (a, b) in stages.items()},
-            "max_queue_depth": sampler.summary(),
-            "cpu_ms_per_generation": cpu,
-            "db_commits_per_generation": round((commits_after - commits_before) / total, 1),
-            "db_sessions_per_generation": round((sessions_after - sessions_before) / total, 1),
             "web": f"gunicorn gthread {args.web_workers}x{args.web_threads}",
             "worker": f"celery {args.pool} -c {args.worker_concurrency}",
             "conn_max_age": args.conn_max_age,
@@ -425,14 +570,13 @@ def main() -> int:
             "fsync": facts["fsync"],
             "synchronous_commit": facts["synchronous_commit"],
             "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
         }
-        print(f"{'metric':<28}{'value':>12}")
+        print(f"\n{'metric':<30}{'value':>12}")
         for key in (
-            "generations",
+            "capacity_generations_per_s",
             "offered_rate_per_s",
-            "submitted_per_s",
             "generations_per_s",
-            "settled_per_s",
             "p50_s",
             "p95_s",
             "max_s",
@@ -441,17 +585,20 @@ def main() -> int:
             "lost",
             "charged_exactly",
             "ledger_check_clean",
-            "db_commits_per_generation",
+            "commits_per_generation",
+            "xids_per_generation",
             "db_sessions_per_generation",
+            "cpu_ms_per_generation",
         ):
-            print(f"{key:<28}{result[key]!s:>12}")
-        print(f"\n{'stage':<28}{'p50_s':>10}{'p95_s':>10}")
-        for step, (p50, p95) in stages.items():
-            print(f"{step:<28}{p50:>10.3f}{p95:>10.3f}")
-        print(f"\n{'cpu ms per generation':<28}{'':>10}")
-        for kind, value in cpu.items():
-            print(f"{kind:<28}{value:>10.1f}")
-        print(f"{'max queue depth':<28}{sampler.summary()!s:>10}")
+            if key in result:
+                print(f"{key:<30}{result[key]!s:>12}")
+        print(f"\n{'stage':<30}{'p50_s':>10}{'p95_s':>10}")
+        for step, (p50, p95) in best["stages_p50_p95_s"].items():
+            print(f"{step:<30}{p50:>10.3f}{p95:>10.3f}")
+        print(f"\n{'cpu ms per generation':<30}")
+        for kind, value in best["cpu_ms_by_process"].items():
+            print(f"{kind:<30}{value:>10.1f}")
+        print(f"{'max queue depth':<30}{best['max_queue_depth']!s:>10}")
         print(json.dumps(result))
         return 0 if (lost == 0 and not violations and result["charged_exactly"]) else 1
     finally:
