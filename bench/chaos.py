@@ -6,7 +6,8 @@ for a set time (5 minutes; ``--quick`` 60 s) several signed-in users buy credit 
 view, then a signed ``checkout.session.completed`` sent as Stripe sends it: late, duplicated,
 reordered, retried on any non-2xx), generate and cancel through the real views. Every provider
 job gets a fault (duplicate, reordered, lost, late callbacks, failures, crashes, vanishing jobs,
-stalled downloads). Meanwhile a monkey SIGKILLs worker main processes and restarts them, wipes
+stalled downloads). Meanwhile a monkey SIGKILLs worker main processes while they execute a task
+(it waits for the worker's own log to show one received and not finished) and restarts them, wipes
 Redis with FLUSHALL, kills and restarts the Valkey server and terminates the app role's database
 backends.
 
@@ -172,6 +173,7 @@ class ChaosProvider(provider_server.LocalProvider):
         self.job_faults: dict[str, str] = {}
         self.deliveries: collections.Counter = collections.Counter()
         self.busy = 0
+        self.downloads = 0
         self.busy_lock = threading.Lock()
 
     def fault_for(self, key: str | None) -> tuple[str, dict]:
@@ -211,6 +213,20 @@ class ChaosProvider(provider_server.LocalProvider):
                 self.busy -= 1
 
 
+class CountingHandler(provider_server.Handler):
+    """Count output downloads in progress: a settle task is executing while one is."""
+
+    def _file(self, path: str) -> None:
+        provider = self.provider
+        with provider.busy_lock:
+            provider.downloads += 1
+        try:
+            super()._file(path)
+        finally:
+            with provider.busy_lock:
+                provider.downloads -= 1
+
+
 class QuietServer(provider_server.ProviderServer):
     """Count, rather than print, downloads cut off by a killed worker."""
 
@@ -230,7 +246,7 @@ def start_provider(callback_url: str, seed: int) -> tuple[ChaosProvider, Threadi
         image_size=64,
     )
     provider = ChaosProvider(config, seed)
-    handler = type("ChaosHandler", (provider_server.Handler,), {"provider": provider})
+    handler = type("ChaosHandler", (CountingHandler,), {"provider": provider})
     server = QuietServer(("127.0.0.1", port), handler)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
@@ -293,11 +309,35 @@ class Workers:
             log_path = self.logs / f"worker-{slot}-{self.started}.log"
             self.slots[slot] = Worker(self.env, concurrency=2, name=f"chaos{slot}", log=log_path)
 
+    def busy_slot(self, provider: ChaosProvider, rng: random.Random, timeout: float) -> int:
+        """Wait until a worker is executing a task (its own log says received, not finished).
+
+        A kill at a blind moment mostly finds idle workers, since a task lasts milliseconds;
+        waiting for the worker's own signal makes the kill land mid-task. A settle caught
+        mid-download (the provider is serving an output) is preferred for half a timeout.
+        """
+        deadline = time.monotonic() + timeout
+        prefer_download = time.monotonic() + timeout / 2
+        slots = [0, 1]
+        while time.monotonic() < deadline:
+            rng.shuffle(slots)
+            for slot in slots:
+                worker = self.slots[slot]
+                if worker is None or worker.process.poll() is not None:
+                    continue
+                tasks = in_flight(worker.log)
+                downloading = provider.downloads > 0 and "settle_callback" in tasks
+                if tasks and (downloading or time.monotonic() > prefer_download):
+                    return slot
+            time.sleep(0.01)
+        return rng.randrange(2)
+
     def kill(self, slot: int) -> list[str]:
         worker = self.slots[slot]
         assert worker is not None
-        tasks = in_flight(worker.log)
         worker.kill_main()
+        # Read after the kill: a task that finished in between is not counted as interrupted.
+        tasks = in_flight(worker.log)
         self.slots[slot] = None
         return tasks
 
@@ -585,8 +625,8 @@ class User:
 
 
 class Monkey:
-    def __init__(self, workers, valkey, admin_db_url, app_role, faults, seed) -> None:
-        self.workers, self.valkey = workers, valkey
+    def __init__(self, workers, valkey, provider, admin_db_url, app_role, faults, seed) -> None:
+        self.workers, self.valkey, self.provider = workers, valkey, provider
         self.admin_db_url, self.app_role = admin_db_url, app_role
         self.faults = faults
         self.rng = random.Random(seed)
@@ -608,7 +648,7 @@ class Monkey:
 
     def kill_worker(self, at: float) -> None:
         self.workers.ensure()
-        slot = self.rng.randrange(2)
+        slot = self.workers.busy_slot(self.provider, self.rng, timeout=10.0)
         tasks = self.workers.kill(slot)
         self.kills.append({"at_s": at, "worker": slot, "in_flight": tasks})
         self.faults.add("worker_sigkill")
@@ -807,7 +847,7 @@ def main() -> int:
             )
         connections.close_all()
 
-        monkey = Monkey(workers, valkey, admin_db_url, plan.app, faults, args.seed)
+        monkey = Monkey(workers, valkey, provider, admin_db_url, plan.app, faults, args.seed)
         log("load and faults start")
         began = time.monotonic()
         deadline = began + duration
