@@ -101,6 +101,16 @@ def _bind_hinted_generation(callback: ProviderCallback) -> Generation | None:
     return generation
 
 
+def _success_came_first(callback: ProviderCallback) -> bool:
+    """Return whether a success for the same job was received before this callback."""
+    return ProviderCallback.objects.filter(
+        provider=callback.provider,
+        provider_job_id=callback.provider_job_id,
+        reported_status=JobState.SUCCEEDED,
+        pk__lt=callback.pk,
+    ).exists()
+
+
 def settle_callback(callback_id: int) -> str:
     """Apply one stored callback to its generation; raise CallbackNotReady to retry later."""
     callback = ProviderCallback.objects.select_related("generation").get(pk=callback_id)
@@ -121,6 +131,14 @@ def settle_callback(callback_id: int) -> str:
     if generation.status in (Status.QUEUED, Status.RESERVED):
         raise CallbackNotReady(f"{generation.pk} is {generation.status}")
     report = JobReport(**{**callback.report, "output_urls": tuple(callback.report["output_urls"])})
+    if report.state in (JobState.FAILED, JobState.CANCELED) and _success_came_first(callback):
+        # The provider already said this job succeeded; that settle may still be downloading,
+        # and a later failure report must not overtake it and release the hold.
+        outcome = f"{report.state} ignored: the provider reported success first"
+        ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
+            processed_at=timezone.now(), outcome=outcome
+        )
+        return outcome
     marked = False
 
     def mark_processed(outcome: str) -> None:
