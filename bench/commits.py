@@ -34,6 +34,7 @@ from tests.e2e.helpers import LocalProvider, babysea_header, wait_until  # noqa:
 SECRET = "whsec_commits_" + uuid.uuid4().hex
 PHASES = ("create", "start", "callback", "settle")
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+SUBMISSION_KEY = re.compile(rb'name="submission_key" value="([^"]+)"')
 
 
 class CommitCounter:
@@ -125,10 +126,12 @@ def main() -> int:
             counter.phase = "create"
             page = client.get("/generations/new/?model=flux-schnell")
             token = CSRF.search(page.content).group(1).decode()
+            key = SUBMISSION_KEY.search(page.content)
             response = client.post(
                 "/generations/new/",
                 data={
                     "csrfmiddlewaretoken": token,
+                    "submission_key": key.group(1).decode() if key else "",
                     "model": "flux-schnell",
                     "prompt": "counting commits",
                     "ratio": "1:1",

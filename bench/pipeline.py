@@ -61,6 +61,8 @@ from tests.e2e.helpers import LocalProvider, free_port, wait_until  # noqa: E402
 
 SECRET = "whsec_bench_" + uuid.uuid4().hex
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+# The form's one-time key: a browser posts it back, and a repeat of it is the same submission.
+SUBMISSION_KEY = re.compile(rb'name="submission_key" value="([^"]+)"')
 
 
 STAGES = ("queued", "reserved", "dispatched", "processing", "succeeded")
@@ -197,11 +199,13 @@ def submit_through_view(client: httpx.Client) -> tuple[str, float]:
     """GET the generate page, POST the form; return the generation id and the submit time."""
     page = client.get("/generations/new/?model=flux-schnell")
     token = CSRF.search(page.content).group(1).decode()
+    key = SUBMISSION_KEY.search(page.content)
     began = time.time()
     response = client.post(
         "/generations/new/",
         data={
             "csrfmiddlewaretoken": token,
+            "submission_key": key.group(1).decode() if key else "",
             "model": "flux-schnell",
             "prompt": "a small bench image",
             "ratio": "1:1",

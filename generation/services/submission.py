@@ -73,26 +73,31 @@ def submit_generation(
     nothing in those cases.
     """
     key = clean_submission_key(submission_key)
-    if key is not None:
-        first = Generation.objects.filter(user=user, submission_key=key).first()
-        if first is not None:
-            return first
-    spec = catalogue.get_model(model_key)
-    cleaned = catalogue.clean_parameters(spec, params)
-    text = catalogue.clean_prompt(prompt)
-    ready, reason = provider_status(model_key)
-    if not ready:
-        logger.warning("refused %s: %s", spec.key, reason)
-        raise ProviderUnavailable(f"{spec.name} is not available here. Choose another model.")
-    cost = catalogue.price(model_key, cleaned)
-    if expected_cost is not None and str(expected_cost) != str(cost):
-        raise PriceChanged(
-            f"The price of these options is {cost} credits, not what the page showed. "
-            "Check it and submit again."
-        )
-    check_rate_limit(user.pk)
     try:
+        # One commit: the key's lookup shares the insert's transaction. A repeat returns the
+        # first generation before anything is validated or counted against the rate limit.
         with transaction.atomic():
+            first = (
+                Generation.objects.filter(user=user, submission_key=key).first() if key else None
+            )
+            if first is not None:
+                return first
+            spec = catalogue.get_model(model_key)
+            cleaned = catalogue.clean_parameters(spec, params)
+            text = catalogue.clean_prompt(prompt)
+            ready, reason = provider_status(model_key)
+            if not ready:
+                logger.warning("refused %s: %s", spec.key, reason)
+                raise ProviderUnavailable(
+                    f"{spec.name} is not available here. Choose another model."
+                )
+            cost = catalogue.price(model_key, cleaned)
+            if expected_cost is not None and str(expected_cost) != str(cost):
+                raise PriceChanged(
+                    f"The price of these options is {cost} credits, not what the page showed. "
+                    "Check it and submit again."
+                )
+            check_rate_limit(user.pk)
             generation = Generation.objects.create(
                 user=user,
                 model_key=spec.key,
