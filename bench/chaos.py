@@ -309,15 +309,16 @@ class Workers:
             log_path = self.logs / f"worker-{slot}-{self.started}.log"
             self.slots[slot] = Worker(self.env, concurrency=2, name=f"chaos{slot}", log=log_path)
 
-    def busy_slot(self, provider: ChaosProvider, rng: random.Random, timeout: float) -> int:
+    def busy_slot(self, provider: ChaosProvider, rng: random.Random, timeout: float) -> int | None:
         """Wait until a worker is executing a task (its own log says received, not finished).
 
         A kill at a blind moment mostly finds idle workers, since a task lasts milliseconds;
         waiting for the worker's own signal makes the kill land mid-task. A settle caught
-        mid-download (the provider is serving an output) is preferred for half a timeout.
+        mid-download (the provider is serving it a stalled output, seconds long) is preferred
+        for three quarters of the timeout; None when no worker ran anything in that time.
         """
         deadline = time.monotonic() + timeout
-        prefer_download = time.monotonic() + timeout / 2
+        prefer_download = time.monotonic() + timeout * 3 / 4
         slots = [0, 1]
         while time.monotonic() < deadline:
             rng.shuffle(slots)
@@ -330,7 +331,7 @@ class Workers:
                 if tasks and (downloading or time.monotonic() > prefer_download):
                     return slot
             time.sleep(0.01)
-        return rng.randrange(2)
+        return None
 
     def kill(self, slot: int) -> list[str]:
         worker = self.slots[slot]
@@ -648,7 +649,11 @@ class Monkey:
 
     def kill_worker(self, at: float) -> None:
         self.workers.ensure()
-        slot = self.workers.busy_slot(self.provider, self.rng, timeout=10.0)
+        slot = self.workers.busy_slot(self.provider, self.rng, timeout=20.0)
+        if slot is None:
+            self.faults.add("worker_kill_skipped_idle")
+            log("no worker ran a task for 20 s: kill skipped")
+            return
         tasks = self.workers.kill(slot)
         self.kills.append({"at_s": at, "worker": slot, "in_flight": tasks})
         self.faults.add("worker_sigkill")
