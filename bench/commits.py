@@ -17,7 +17,6 @@ import argparse
 import collections
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -26,15 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from support import prepare_database  # noqa: E402
+from support import generate_form, prepare_database  # noqa: E402
 
 from config.dbroles import drop_database  # noqa: E402
 from tests.e2e.helpers import LocalProvider, babysea_header, wait_until  # noqa: E402
 
 SECRET = "whsec_commits_" + uuid.uuid4().hex
 PHASES = ("create", "start", "callback", "settle")
-CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-SUBMISSION_KEY = re.compile(rb'name="submission_key" value="([^"]+)"')
 
 
 class CommitCounter:
@@ -125,19 +122,8 @@ def main() -> int:
         def one_generation() -> str:
             counter.phase = "create"
             page = client.get("/generations/new/?model=flux-schnell")
-            token = CSRF.search(page.content).group(1).decode()
-            key = SUBMISSION_KEY.search(page.content)
             response = client.post(
-                "/generations/new/",
-                data={
-                    "csrfmiddlewaretoken": token,
-                    "submission_key": key.group(1).decode() if key else "",
-                    "model": "flux-schnell",
-                    "prompt": "counting commits",
-                    "ratio": "1:1",
-                    "output_format": "png",
-                    "outputs": "1",
-                },
+                "/generations/new/", data=generate_form(page.content, "counting commits")
             )
             assert response.status_code == 302, response.content[:300]
             generation_id = response["Location"].rstrip("/").rsplit("/", 1)[1]

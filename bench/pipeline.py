@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -54,15 +53,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from support import percentile, prepare_database, serving  # noqa: E402
+from support import generate_form, percentile, prepare_database, serving  # noqa: E402
 
 from config.dbroles import drop_database  # noqa: E402
 from tests.e2e.helpers import LocalProvider, free_port, wait_until  # noqa: E402
 
 SECRET = "whsec_bench_" + uuid.uuid4().hex
-CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-# The form's one-time key: a browser posts it back, and a repeat of it is the same submission.
-SUBMISSION_KEY = re.compile(rb'name="submission_key" value="([^"]+)"')
 
 
 STAGES = ("queued", "reserved", "dispatched", "processing", "succeeded")
@@ -198,20 +194,10 @@ def start(argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
 def submit_through_view(client: httpx.Client) -> tuple[str, float]:
     """GET the generate page, POST the form; return the generation id and the submit time."""
     page = client.get("/generations/new/?model=flux-schnell")
-    token = CSRF.search(page.content).group(1).decode()
-    key = SUBMISSION_KEY.search(page.content)
     began = time.time()
     response = client.post(
         "/generations/new/",
-        data={
-            "csrfmiddlewaretoken": token,
-            "submission_key": key.group(1).decode() if key else "",
-            "model": "flux-schnell",
-            "prompt": "a small bench image",
-            "ratio": "1:1",
-            "output_format": "png",
-            "outputs": "1",
-        },
+        data=generate_form(page.content, "a small bench image"),
         headers={"Referer": f"{client.base_url}/generations/new/"},
     )
     if response.status_code != 302:

@@ -1,7 +1,8 @@
-"""What every benchmark needs: its own migrated database, and percentiles."""
+"""What every benchmark needs: its own migrated database, percentiles, and the generate form."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -26,3 +27,22 @@ def serving(web: str) -> bool:
         return httpx.get(f"{web}/healthz", timeout=2).status_code < 500
     except httpx.HTTPError:
         return False
+
+
+CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+# The form's one-time key: a browser posts it back, and a repeat of it is the same submission.
+SUBMISSION_KEY = re.compile(rb'name="submission_key" value="([^"]+)"')
+
+
+def generate_form(page: bytes, prompt: str) -> dict[str, str]:
+    """Return what a browser posts from the generate page: one small Flux Schnell image."""
+    key = SUBMISSION_KEY.search(page)
+    return {
+        "csrfmiddlewaretoken": CSRF.search(page).group(1).decode(),
+        "submission_key": key.group(1).decode() if key else "",
+        "model": "flux-schnell",
+        "prompt": prompt,
+        "ratio": "1:1",
+        "output_format": "png",
+        "outputs": "1",
+    }

@@ -1,8 +1,6 @@
 """The provider callback endpoint: verified on the raw bytes, stored once, nothing else trusted."""
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -11,7 +9,7 @@ import pytest
 
 from generation.models import Generation, ProviderCallback, Status
 from generation.services.callbacks import settle_callback
-from tests.generation.flow import CALLBACK_URL, callback_body, deliver
+from tests.generation.flow import CALLBACK_URL, callback_body, deliver, replicate_headers
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -142,22 +140,10 @@ def test_replicate_body_holding_infinity_is_a_bad_request(client, settings):
         "/webhooks/providers/replicate/",
         data=body,
         content_type="application/json",
-        **_replicate_headers(body, f"msg_{uuid.uuid4().hex}"),
+        **replicate_headers(body, f"msg_{uuid.uuid4().hex}", REPLICATE_SECRET),
     )
     assert response.status_code == 400
     assert not ProviderCallback.objects.exists()
-
-
-def _replicate_headers(body: bytes, msg_id: str, secret: str = REPLICATE_SECRET) -> dict:
-    """Sign as Standard Webhooks specifies (written here independently of the app's verifier)."""
-    stamp = str(int(time.time()))
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "HTTP_WEBHOOK_ID": msg_id,
-        "HTTP_WEBHOOK_TIMESTAMP": stamp,
-        "HTTP_WEBHOOK_SIGNATURE": "v1,bad v1," + base64.b64encode(digest).decode(),
-    }
 
 
 def test_replayed_body_against_another_generation_changes_nothing(client, alice, settings):
@@ -180,7 +166,7 @@ def test_replayed_body_against_another_generation_changes_nothing(client, alice,
         f"/webhooks/providers/replicate/?generation={victim.pk}",
         data=body,
         content_type="application/json",
-        **_replicate_headers(body, f"msg_{uuid.uuid4().hex}"),
+        **replicate_headers(body, f"msg_{uuid.uuid4().hex}", REPLICATE_SECRET),
     )
     assert response.status_code == 200
     callback = ProviderCallback.objects.get()
@@ -201,7 +187,7 @@ def test_replicate_signature_with_the_wrong_secret_is_refused(client, settings):
         "/webhooks/providers/replicate/",
         data=body,
         content_type="application/json",
-        **_replicate_headers(body, "msg_1", secret=other),
+        **replicate_headers(body, "msg_1", secret=other),
     )
     assert response.status_code == 401
     assert not ProviderCallback.objects.exists()

@@ -6,10 +6,7 @@ the customer can read, returns the credits and is never downloaded again.
 """
 
 import base64
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from datetime import timedelta
 
@@ -20,8 +17,15 @@ from generation.services.callbacks import settle_callback
 from generation.services.reconcile import reconcile_generation
 from ledger import api as ledger
 from media_store import api as media
-from tests.generation.flow import callback_body, deliver, finished_job, start, submit
-from tests.media_store.conftest import PayloadServer, mp4_bytes
+from tests.generation.flow import (
+    callback_body,
+    deliver,
+    finished_job,
+    replicate_headers,
+    start,
+    submit,
+)
+from tests.media_store.conftest import mp4_bytes, running_payload_server
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -88,25 +92,17 @@ def test_a_corrupt_video_fails_once_with_a_reason_and_returns_the_credits(
 @pytest.fixture
 def output_host():
     """A loopback server standing in for Replicate's output host."""
-    server = PayloadServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with running_payload_server() as server:
+        yield server
 
 
 def _replicate_delivery(client, prediction: dict) -> int:
     body = json.dumps(prediction).encode()
-    msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
-    key = base64.b64decode(REPLICATE_SECRET.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
     response = client.post(
         "/webhooks/providers/replicate/",
         data=body,
         content_type="application/json",
-        HTTP_WEBHOOK_ID=msg_id,
-        HTTP_WEBHOOK_TIMESTAMP=stamp,
-        HTTP_WEBHOOK_SIGNATURE="v1," + base64.b64encode(digest).decode(),
+        **replicate_headers(body, f"msg_{uuid.uuid4().hex}", REPLICATE_SECRET),
     )
     assert response.status_code == 200
     return response.json()["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -88,13 +89,22 @@ class PayloadServer:
         return sum(1 for seen, _ in self.requests if seen == path)
 
 
-@pytest.fixture
-def payload_server():
+@contextlib.contextmanager
+def running_payload_server():
+    """Serve a PayloadServer on 127.0.0.1 for the duration of the block."""
     server = PayloadServer()
     server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+@pytest.fixture
+def payload_server():
+    with running_payload_server() as server:
+        yield server
 
 
 @pytest.fixture
