@@ -11,6 +11,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billing import statement
 from billing.gateways import current_mode
 from billing.models import CheckoutSession, CreditPack, Plan, Subscription
 from ledger import api as ledger
@@ -55,15 +56,6 @@ def current_subscription(user: Any) -> Subscription | None:
     return active or rows.exclude(status="incomplete").order_by("-created_at").first()
 
 
-def recent_purchases(user: Any, *, limit: int = 10) -> list[CheckoutSession]:
-    """Return the user's latest purchases with their packs."""
-    return list(
-        CheckoutSession.objects.filter(user=user)
-        .select_related("pack")
-        .order_by("-created_at")[:limit]
-    )
-
-
 def purchase_for_user(user: Any, *, stripe_session_id: str = "", pk: Any = None) -> Any:
     """Return the user's purchase by Stripe session id or our id, or None (never another's)."""
     rows = CheckoutSession.objects.filter(user=user).select_related("pack")
@@ -82,11 +74,6 @@ def balance(user: Any) -> Any:
     return ledger.balance(user.pk)
 
 
-def journal_page(user: Any, *, before: int | None, limit: int = 25) -> Any:
-    """Return one page of the user's own ledger entries, newest first."""
-    return ledger.journal_page(user.pk, before=before, limit=limit)
-
-
 def journal_rows(user: Any) -> Iterator[Any]:
     """Yield all of the user's entries newest first, one short read transaction per page."""
     before = None
@@ -98,41 +85,12 @@ def journal_rows(user: Any) -> Iterator[Any]:
         before = page.next_before
 
 
-LEDGER_CSV_HEADER = [
-    "entry_id",
-    "time",
-    "kind",
-    "amount",
-    "available_delta",
-    "held_delta",
-    "available_after",
-    "held_after",
-    "source",
-    "memo",
-]
-
-
 def ledger_csv_rows(user: Any) -> Iterator[list]:
-    """Yield the ledger CSV's header, then one row per entry (the download and the data export)."""
-    yield LEDGER_CSV_HEADER
-    for entry in journal_rows(user):
-        yield [
-            entry.entry_id,
-            entry.created_at.isoformat(),
-            entry.kind,
-            entry.amount,
-            entry.available_delta,
-            entry.held_delta,
-            entry.available_after,
-            entry.held_after,
-            _csv_text(entry.source),
-            _csv_text(entry.memo),
-        ]
+    """Yield the ledger CSV's header, then one row per entry (the download and the data export).
 
-
-def _csv_text(value: str) -> str:
-    # Spreadsheets run cells starting with these as formulas.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    In the customer's words, with generation ids; no staff source or note.
+    """
+    return statement.csv_rows(user, journal_rows(user))
 
 
 def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
@@ -149,7 +107,9 @@ def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
     for offset in range(days):
         level = closing.get(start + timedelta(days=offset), level)
         values.append(level)
-    peak = max(max(values), 1)
+    # The peak is the highest balance at any moment, not only at the end of a day.
+    highest = max([*values, *(high for _, high in history.highs)])
+    peak = max(highest, 1)
     inner_w = CHART_WIDTH - 2 * CHART_PADDING
     inner_h = CHART_HEIGHT - 2 * CHART_PADDING
     step = inner_w / days
@@ -167,7 +127,7 @@ def balance_chart(user: Any, *, days: int = 30) -> BalanceChart | None:
         height=CHART_HEIGHT,
         start=start,
         end=end,
-        peak=max(values),
+        peak=highest,
         latest=values[-1],
         changes=history.changes,
     )

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import fulfilment, selectors, standin_events, subscriptions, webhooks
+from billing import fulfilment, selectors, standin_events, statement, subscriptions, webhooks
 from billing.checkout import start_checkout
 from billing.exceptions import BillingError, GatewayError, PriceMismatch
 from billing.gateways import current_mode, payments_configured
@@ -51,16 +51,16 @@ def see_other(url: str) -> HttpResponseRedirect:
 @login_required
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    """The billing page: balances, packs, the balance chart, purchases and the ledger."""
+    """The billing page: balances, packs, the balance chart, purchases and the statement."""
     before = _int_or_none(request.GET.get("before"))
     context = {
         "balance": selectors.balance(request.user),
         "packs": selectors.packs_for_sale(),
         "payments_configured": payments_configured(),
         "chart": selectors.balance_chart(request.user),
-        "journal": selectors.journal_page(request.user, before=before),
+        "statement": statement.statement_page(request.user, before=before),
         "paged": before is not None,
-        "purchases": selectors.recent_purchases(request.user, limit=5),
+        "purchases": statement.recent_purchases(request.user, limit=5),
         "plans": selectors.plans_for_sale(),
         "subscription": selectors.current_subscription(request.user),
     }

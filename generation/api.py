@@ -18,6 +18,7 @@ __all__ = [
     "collect_unpaid",
     "erase_user_generations",
     "export_rows",
+    "for_hold_references",
     "generation_finished",
     "model_name",
     "price",
@@ -38,6 +39,11 @@ def price(model_key: str, params: dict[str, object] | None = None) -> int:
 def recent_generations(user, limit: int = 5) -> list[Generation]:
     """Return the user's latest generations, newest first (for the dashboard)."""
     return selectors.recent_generations(user, limit)
+
+
+def for_hold_references(user, references: list[str]) -> dict[str, Generation]:
+    """Return the user's generations by their ledger hold reference (the billing page's rows)."""
+    return selectors.for_hold_references(user, references)
 
 
 def model_name(model_key: str) -> str:

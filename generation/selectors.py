@@ -17,7 +17,7 @@ from media_store import api as media
 class LedgerLine:
     """One journal entry that belongs to a generation's hold, for its detail page."""
 
-    kind: str
+    label: str
     amount: int
     available_after: int
     held_after: int
@@ -68,18 +68,27 @@ def outputs(generation: Generation) -> list:
 
 
 def ledger_lines(generation: Generation) -> list[LedgerLine]:
-    """Return the journal entries of this generation's hold, oldest first."""
-    holds = [
-        hold
-        for hold in ledger.holds_for_account(generation.user_id, limit=200)
-        if hold.reference == generation.hold_reference
-    ]
-    if not holds:
-        return []
-    hold_id = holds[0].hold_id
-    page = ledger.journal_page(generation.user_id, limit=200)
+    """Return the journal entries of this generation's hold, oldest first, at any age."""
     return [
-        LedgerLine(e.kind, e.amount, e.available_after, e.held_after, e.created_at)
-        for e in reversed(page.entries)
-        if e.hold_id == hold_id
+        LedgerLine(
+            ledger.ENTRY_WORDS.get(e.kind, e.kind),
+            e.amount,
+            e.available_after,
+            e.held_after,
+            e.created_at,
+        )
+        for e in ledger.hold_entries(generation.user_id, generation.hold_reference)
     ]
+
+
+def for_hold_references(user, references: list[str]) -> dict[str, Generation]:
+    """Return the user's generations named by these hold references, deleted ones included."""
+    ids = [ref.removeprefix("gen:") for ref in references if ref.startswith("gen:")]
+    valid = []
+    for value in ids:
+        try:
+            valid.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    rows = Generation.objects.filter(user=user, pk__in=valid)
+    return {row.hold_reference: row for row in rows}

@@ -41,17 +41,21 @@ from ledger.results import (
     Violation,
 )
 from ledger.selectors import (
+    ENTRY_WORDS,
     Balance,
     BalanceHistory,
     JournalPage,
     balance,
     balance_history,
+    hold_entries,
+    holds_by_id,
     holds_for_account,
     journal_page,
 )
 from ledger.signals import low_balance
 
 __all__ = [
+    "ENTRY_WORDS",
     "AdjustOutcome",
     "AdjustResult",
     "Balance",
@@ -86,7 +90,9 @@ __all__ = [
     "extend",
     "grant",
     "hold",
+    "hold_entries",
     "hold_status",
+    "holds_by_id",
     "holds_for_account",
     "journal_page",
     "low_balance",

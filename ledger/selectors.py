@@ -14,16 +14,32 @@ from ledger.models import Entry, EntryKind, Hold
 
 # Other apps read these through ``ledger.api``, which re-exports them.
 __all__ = [
+    "ENTRY_WORDS",
     "Balance",
     "BalanceHistory",
     "JournalPage",
     "Totals",
     "balance",
     "balance_history",
+    "hold_entries",
+    "holds_by_id",
     "holds_for_account",
     "journal_page",
     "totals",
 ]
+
+
+# What each entry kind means to a customer: the journal's own words (hold, capture) stay staff-side.
+ENTRY_WORDS = {
+    EntryKind.GRANT: "Credits added",
+    EntryKind.HOLD: "Reserved while it runs",
+    EntryKind.CAPTURE: "Charged",
+    EntryKind.RELEASE: "Returned",
+    EntryKind.EXPIRE: "Returned (timed out)",
+    EntryKind.LATE_CHARGE: "Charged after it finished",
+    EntryKind.ADJUST: "Balance correction",
+    EntryKind.CLAWBACK: "Credits taken back",
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,34 @@ def holds_for_account(account_id: UUID, *, limit: int = 50) -> list[Hold]:
         return list(Hold.objects.filter(hold_id__in=newest).order_by("-created_at", "-hold_id"))
 
 
+def holds_by_id(account_id: UUID, hold_ids: list[UUID]) -> dict[UUID, Hold]:
+    """Return the account's holds among ``hold_ids`` (the billing page's generation rows)."""
+    if not hold_ids:
+        return {}
+    with reading_as_user(account_id):
+        rows = Hold.objects.filter(account_id=account_id, hold_id__in=list(hold_ids))
+        return {hold.hold_id: hold for hold in rows}
+
+
+def hold_entries(account_id: UUID, reference: str) -> list[Entry]:
+    """Return the journal entries of the account's hold named ``reference``, oldest first.
+
+    Read through the hold itself (its reference is unique), so a generation's lines show at
+    any age; [] when no such hold exists for this account.
+    """
+    with reading_as_user(account_id):
+        hold = Hold.objects.filter(account_id=account_id, reference=reference).first()
+        if hold is None:
+            return []
+        # No index on hold_id: the (account_id, account_version) index bounds the scan to
+        # this account's entries, and a hold's entries are few.
+        return list(
+            Entry.objects.filter(account_id=account_id, hold_id=hold.hold_id).order_by(
+                "account_version"
+            )
+        )
+
+
 def totals() -> Totals:
     """Return ledger-wide sums for the admin health panel (reads accounts and pending holds)."""
     with reading_as_staff() as cursor:
@@ -116,6 +160,7 @@ class BalanceHistory:
     opening: int | None  # available just before ``since``; None if the account had no entries
     days: list[tuple[date, int]]  # end-of-day available for each day with entries, oldest first
     changes: int  # entries since ``since``
+    highs: list[tuple[date, int]]  # highest available after any entry of each such day
 
 
 def balance_history(account_id: UUID, *, since: datetime) -> BalanceHistory:
@@ -137,7 +182,8 @@ def balance_history(account_id: UUID, *, since: datetime) -> BalanceHistory:
             """
             SELECT created_at::date AS day,
                    (array_agg(available_after ORDER BY account_version DESC))[1],
-                   count(*)
+                   count(*),
+                   max(available_after)
             FROM ledger_entry
             WHERE account_id = %s AND created_at >= %s
             GROUP BY day ORDER BY day
@@ -147,6 +193,7 @@ def balance_history(account_id: UUID, *, since: datetime) -> BalanceHistory:
         rows = cursor.fetchall()
     return BalanceHistory(
         opening=opening[0] if opening else None,
-        days=[(day, available) for day, available, _ in rows],
-        changes=sum(count for *_, count in rows),
+        days=[(day, available) for day, available, _, _ in rows],
+        changes=sum(count for _, _, count, _ in rows),
+        highs=[(day, high) for day, _, _, high in rows],
     )

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from django.core import mail
 
+from generation.catalogue import CATALOGUE
 from generation.models import AT_PROVIDER, Generation, Status
 from ledger import api as ledger
 from media_store import api as media
@@ -107,14 +108,15 @@ def test_sign_up_verify_buy_generate_and_see_the_image_and_its_charge(app, brows
     assert generation.status == Status.SUCCEEDED
     assert balance_of(user) == (95, 0)
     rows = page.locator("table tbody tr")
-    assert {"hold", "capture"} <= {
+    assert {"Reserved while it runs", "Charged"} <= {
         text.strip() for text in rows.locator("td:nth-child(2)").all_inner_texts()
     }
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
-    ledger_table = page.locator("#ledger + p + .table-wrap table")
-    kinds = [t.strip() for t in ledger_table.locator("tbody td:nth-child(2)").all_inner_texts()]
-    assert kinds[:3] == ["Capture", "Hold", "Grant"], kinds
+    activity = page.locator("#activity + p + .table-wrap table")
+    rows = [t.strip() for t in activity.locator("tbody td:nth-child(2)").all_inner_texts()]
+    spec = CATALOGUE[generation.model_key]
+    assert rows[:2] == [f"{spec.name} · 5 credits", f"Purchase · {pack.name}"], rows
     browser.shot("billing-after")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
     expect_text(page, "a lighthouse in fog")

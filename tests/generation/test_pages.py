@@ -95,7 +95,7 @@ def test_detail_shows_timeline_and_ledger_entries(alice_client, alice, fund):
     generation = start(_make(alice))
     html = alice_client.get(reverse("generation:detail", args=[generation.pk])).content.decode()
     assert "5 credits held." in html
-    assert "<td>hold</td>" in html
+    assert '<td data-label="What happened">Reserved while it runs</td>' in html
     assert "Cancel and return 5 credits" in html
     ledger.release(generation.hold_reference)
 
