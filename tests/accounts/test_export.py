@@ -49,7 +49,7 @@ def test_export_zip_holds_profile_prompts_ledger_and_media_and_its_link_expires(
     assert row["id"] == str(generation.pk) and row["prompt"] == generation.prompt
     assert row["settings"] == generation.params
     ledger_csv = bundle.read("ledger.csv").decode()
-    assert ledger_csv.startswith("entry_id,time,kind") and "capture" in ledger_csv
+    assert ledger_csv.startswith("entry_id,time,description") and "Charged" in ledger_csv
     [media_name] = [name for name in bundle.namelist() if name.startswith("media/")]
     assert media_name.startswith(f"media/{generation.pk}/0.")
     assert bundle.read(media_name) == original
