@@ -161,6 +161,17 @@ def staff_client(client, staff):
     return client
 
 
+@pytest.fixture
+def eager_celery():
+    """Run queued tasks inline, so a test sees what the real task did (the mail it sent)."""
+    from config.celery import app as celery_app
+
+    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(settings):
     """Give each test its own cache namespace so rate limits never leak between tests."""

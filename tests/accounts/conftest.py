@@ -4,7 +4,6 @@ import httpx
 import pytest
 from django.conf import settings
 
-from config.celery import app as celery_app
 from generation.models import Generation, Status
 from media_store.backends.s3 import S3Backend
 from tests.billing.conftest import fake_stripe, post_event, stripe_settings  # noqa: F401
@@ -18,15 +17,6 @@ from tests.generation.flow import (
     start,
     submit,
 )
-
-
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks inline, so the test sees what the real task did."""
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield
-    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
 
 
 @pytest.fixture

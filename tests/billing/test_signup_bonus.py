@@ -10,15 +10,6 @@ from ledger import selectors as ledger_selectors
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks inline, so the test sees the task the signal queued run for real."""
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield
-    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
-
-
 def confirm(client, address: EmailAddress):
     key = EmailConfirmationHMAC(address).key
     return client.post(f"/accounts/confirm-email/{key}/")

@@ -2,7 +2,6 @@
 
 import pytest
 
-from config.celery import app as celery_app
 from tests.billing.conftest import (  # noqa: F401 - fixtures used by the receipt tests
     buy,
     fake_stripe,
@@ -12,15 +11,6 @@ from tests.billing.conftest import (  # noqa: F401 - fixtures used by the receip
     stripe_settings,
 )
 from tests.generation.conftest import fund, generation_settings, local_provider  # noqa: F401
-
-
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks inline, so the mail in the outbox is the one the task sent."""
-    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield
-    celery_app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
 
 
 @pytest.fixture
