@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.models import DataExport, User
 from accounts.signals import export_ready
 from billing import api as billing
+from config.signals import announce
 from generation import api as generation
 from media_store import api as media
 
@@ -64,7 +65,7 @@ def build_export(export_id: uuid.UUID | str) -> str:
             transaction.on_commit(lambda: media.delete_document(key))
             return "not pending"
         export.refresh_from_db()
-        export_ready.send(sender=DataExport, export=export)
+        announce(export_ready, DataExport, export=export)
     return "ready"
 
 

@@ -16,6 +16,7 @@ from accounts.models import DataExport, User
 from accounts.signals import account_deleted
 from billing import api as billing
 from config.queue import enqueue_on_commit
+from config.signals import announce
 from generation import api as generation
 from media_store import api as media
 
@@ -84,5 +85,5 @@ def delete_account(user: User, *, password: str) -> None:
         user.deleted_at = now
         user.deactivated_at = user.deactivated_at or now
         user.save()
-        account_deleted.send(sender=User, user_id=user.pk)
+        announce(account_deleted, User, user_id=user.pk)
     logger.info("account deleted", extra={"user_id": str(user.pk)})

@@ -2,6 +2,8 @@
 
 from django.dispatch import Signal
 
+from config.signals import announce
+
 # Sent each time a paid checkout or subscription invoice is granted, including a repeat that
 # finds the grant already made, and before the payment is marked paid (so a crash between the
 # grant and the mark is announced again by the next attempt). ``key`` is the grant's ledger key,
@@ -23,8 +25,9 @@ def announce_payment(
     """Send ``payment_received`` for a granted payment (not inside a transaction holding locks)."""
     from billing.templatetags.billing_tags import money
 
-    payment_received.send(
-        sender=announce_payment,
+    announce(
+        payment_received,
+        announce_payment,
         user_id=user_id,
         key=key,
         receipt={

@@ -271,10 +271,13 @@ def cancel_for_user(user_id: Any) -> int:
     Used when the account is deleted: no renewal may charge a person who left. Only the current
     mode's subscriptions can be reached; the reply is applied as an event would be.
     """
-    gateway = get_gateway()
-    live = Subscription.objects.filter(user_id=user_id, mode=gateway.mode).exclude(
+    live = Subscription.objects.filter(user_id=user_id).exclude(
         status__in=("canceled", "incomplete_expired")
     )
+    if not live.exists():
+        return 0  # nothing to cancel, and no need for payments to be configured
+    gateway = get_gateway()
+    live = live.filter(mode=gateway.mode)
     canceled = 0
     for row in live:
         subscription = gateway.cancel_subscription(row.stripe_subscription_id)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from generation import transitions
 from generation.exceptions import GenerationError, NotCancelable
 from generation.models import Generation, ProviderCallback, Status
 from generation.services.cancellation import cancel_generation
@@ -79,7 +80,9 @@ def erase_user_generations(user) -> int:
     """
     erased = 0
     for row in Generation.objects.filter(user=user, deleted_at__isnull=True):
-        if row.is_cancelable:
+        if row.status == Status.QUEUED:
+            transitions.withdraw(row)
+        elif row.is_cancelable:
             # Past the point of canceling (a report landed meanwhile): erased all the same.
             with contextlib.suppress(NotCancelable):
                 cancel_generation(user, row.pk)

@@ -19,6 +19,7 @@ from django.db.models import F
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
+from config.signals import announce
 from generation.models import (
     AT_PROVIDER,
     CANCELABLE,
@@ -101,16 +102,16 @@ def _apply(
         to = str(to_status) if to_status is not None else None
         params += [name, to, message[:300], detail, timezone.now()]
     statement += " SELECT * FROM changed"
-    announce = to_status in FINISHED
-    # An announced transition and what its receivers record commit together.
-    with transaction.atomic() if announce else contextlib.nullcontext():
+    finished = to_status in FINISHED
+    # A finished transition and what its receivers record commit together.
+    with transaction.atomic() if finished else contextlib.nullcontext():
         rows = list(Generation.objects.raw(statement, params))
         if not rows:
             return False
         for field in Generation._meta.concrete_fields:
             setattr(generation, field.attname, getattr(rows[0], field.attname))
-        if announce:
-            generation_finished.send(sender=Generation, generation=generation)
+        if finished:
+            announce(generation_finished, Generation, generation=generation)
     return True
 
 
@@ -139,6 +140,23 @@ def reject(generation: Generation, *, available: int) -> bool:
             f"This costs {generation.cost} credits and {available} are available. "
             "Buy a credit pack and try again."
         ),
+        next_check_at=None,
+        finished_at=timezone.now(),
+    )
+
+
+def withdraw(generation: Generation) -> bool:
+    """queued -> canceled: the owner left before any credits were held (account deletion).
+
+    A start task that already asked the ledger for the hold finds the row canceled and leaves
+    that hold to expire, so the credits come back all the same.
+    """
+    return _apply(
+        generation,
+        name="canceled",
+        from_statuses=(Status.QUEUED,),
+        to_status=Status.CANCELED,
+        message="Canceled: the account was closed.",
         next_check_at=None,
         finished_at=timezone.now(),
     )

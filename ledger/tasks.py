@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import connections, transaction
 
 from config.ops import ops_alert
+from config.signals import announce
 from ledger import api
 from ledger.signals import low_balance
 
@@ -61,8 +62,9 @@ def notice_low_balance(account_id: str) -> str:
         if status == "fire":
             cursor.execute("SELECT clock_timestamp()")
             (fired_at,) = cursor.fetchone()
-            low_balance.send(
-                sender=notice_low_balance,
+            announce(
+                low_balance,
+                notice_low_balance,
                 account_id=UUID(account_id),
                 available=available,
                 key=f"{account_id}:{threshold}:{fired_at.isoformat()}",

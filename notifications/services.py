@@ -107,8 +107,9 @@ def pending_to_redrive(*, older_than: timedelta, limit: int = 500) -> list[int]:
 
 def forget_user(user_id: uuid.UUID | str) -> None:
     """Remove a leaving user's notifications and choices (their contents are personal)."""
-    Notification.objects.filter(user_id=user_id).delete()
-    Preferences.objects.filter(user_id=user_id).delete()
+    with transaction.atomic():
+        Notification.objects.filter(user_id=user_id).delete()
+        Preferences.objects.filter(user_id=user_id).delete()
 
 
 def _finish(notification_id: int, status: str, **fields: object) -> None:

@@ -10,6 +10,7 @@ from ledger import api as ledger
 from ledger import selectors as ledger_selectors
 from tests.accounts.conftest import bucket_keys
 from tests.billing.test_subscriptions import subscription_object
+from tests.generation.flow import start, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,8 +57,6 @@ def test_another_users_generation_cannot_be_deleted(alice, bob, finished_generat
 
 
 def test_a_running_generation_is_not_deleted(alice, alice_client, generation_settings, fund):
-    from tests.generation.flow import start, submit
-
     fund(alice, 100)
     generation = start(submit(alice, faults={"delay_ms": 5000}))
     assert generation.is_active
@@ -127,3 +126,27 @@ def test_stripe_unreachable_stops_the_deletion_before_anything_is_deleted(
     alice.refresh_from_db()
     assert alice.deleted_at is None and alice.is_active
     assert Generation.objects.get(pk=generation.pk).prompt
+
+
+def test_deleting_an_account_mid_generation_returns_held_credits_and_stops_queued_work(
+    alice, client, generation_settings, fund
+):
+    from generation.services.dispatch import start_generation
+
+    fund(alice, 100)
+    running = start(submit(alice, faults={"delay_ms": 5000}))
+    queued = submit(alice)
+    assert running.is_active and queued.status == Status.QUEUED
+    client.force_login(alice)
+
+    response = client.post("/account/delete/", {"password": f"pw-{alice.email}", "confirm": "on"})
+
+    assert response.status_code == 302
+    running.refresh_from_db()
+    queued.refresh_from_db()
+    assert running.status == Status.CANCELED and running.prompt == ""
+    assert ledger.hold_status(running.hold_reference) == "released"
+    assert queued.status == Status.CANCELED and queued.prompt == ""
+    assert start_generation(queued.pk).startswith("nothing to start")
+    assert ledger.balance(alice.pk).available == 100
+    assert ledger.audit() == []

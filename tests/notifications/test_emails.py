@@ -134,3 +134,20 @@ class RefusingBackend:
 
     def send_messages(self, messages):
         raise ConnectionRefusedError("mail server refused the connection")
+
+
+def test_a_failing_listener_never_undoes_the_senders_work(alice, settings, monkeypatch):
+    """The ledger's claim commits even when recording the email fails; the error is logged."""
+    from notifications import receivers
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mail table unavailable")
+
+    monkeypatch.setattr(receivers.services, "record", broken)
+    settings.LEDGER_LOW_BALANCE_THRESHOLD = 50
+    ledger.grant(alice.pk, 60, key=f"robust:{alice.pk}", source="test")
+    ledger.hold(alice.pk, f"robust:{alice.pk}:job", 20, ttl=timedelta(days=1))
+
+    assert ledger_tasks.notice_low_balance(str(alice.pk)) == "fire"
+    assert ledger_tasks.notice_low_balance(str(alice.pk)) == "fired"  # the claim committed
+    assert not Notification.objects.filter(user=alice).exists()
