@@ -160,6 +160,32 @@ ROUTES: dict[str, Route] = {
         post=302,
         extra={"other_post": 404},
     ),
+    # The owner deletes a finished generation (or is told it cannot be yet); Bob gets 404.
+    "generations/<uuid:generation_id>/delete/": Route(
+        lambda w: f"/generations/{w.generation.pk}/delete/",
+        anon=302,
+        other=405,
+        owner=405,
+        post=302,
+        extra={"other_post": 404},
+    ),
+    # Account pages: each shows only the signed-in user's own data.
+    "account/data/": login_page("/account/data/"),
+    "account/data/export/": post_only(fixed("/account/data/export/")),
+    # An export id nobody owns, and Alice's id for Bob, are the same 404.
+    "account/data/exports/<uuid:export_id>/": Route(
+        fixed("/account/data/exports/00000000-0000-4000-8000-000000000000/"),
+        anon=302,
+        other=404,
+        owner=404,
+    ),
+    # Without the password the deletion form is refused (400) and nothing changes.
+    "account/delete/": login_page("/account/delete/", post=400),
+    "account/emails/": login_page("/account/emails/", post=302),
+    # Public and POST-only: the answer never says whether the address exists.
+    "account/verify/resend/": Route(
+        fixed("/account/verify/resend/"), anon=405, other=405, owner=405, post=302
+    ),
     "media/<uuid:asset_id>/": Route(
         lambda w: f"/media/{w.asset.pk}/", anon=302, other=404, owner=302
     ),
