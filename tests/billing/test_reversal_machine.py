@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from billing.models import PaymentReversal
+from billing.reversals import reconcile_reversals
 from ledger import api as ledger
 from tests.billing.conftest import charge_object, dispute_object, make_event
 
@@ -41,6 +43,8 @@ DISPUTE_NEWS = [
 ]
 RETURNED = {"won", "warning_closed", "prevented"}
 REFUND_LEVELS = [1, 99, 333, 500, 999, PAID]
+# Most events arrive; some never do until reconciliation lists them.
+DELIVERED = st.sampled_from([True, True, True, False])
 EXAMPLES = 30
 STEPS = 20
 
@@ -63,6 +67,17 @@ class PaymentModel:
         disputed = sum(a for a, outcome in self.disputes.values() if outcome != "won")
         lost = min(PAID, sum(self.refunds.values()) + disputed)
         return CREDITS * lost // PAID
+
+    def refunded(self, charge: str, amount: int) -> None:
+        self.refunds[charge] = max(self.refunds.get(charge, 0), amount)
+        self.settle()
+
+    def disputed(self, dispute: str, status: str) -> None:
+        """A dispute's first final status sticks; open statuses count as money at risk."""
+        outcome = "won" if status in RETURNED else "lost" if status == "lost" else ""
+        amount, known = self.disputes.get(dispute, (DISPUTES[dispute], ""))
+        self.disputes[dispute] = (amount, known or outcome)
+        self.settle()
 
     def settle(self) -> None:
         """Take back up to the target (never below zero), or give back, forgiving short first."""
@@ -94,6 +109,18 @@ class PaymentMachine(RuleBasedStateMachine):
         self.model = PaymentModel()
         self.sent: list[dict] = []
         self.holds: list[tuple[str, int]] = []
+        # What Stripe itself holds, delivered or not: each charge's cumulative refund, each
+        # dispute's state (its first final status sticks).
+        self.stripe_refunds: dict[str, int] = {}
+        self.stripe_disputes: dict[str, str] = {}
+
+    def teardown(self) -> None:
+        fake = type(self).fake_stripe
+        fake.charges.clear()
+        fake.refunds.clear()
+        fake.disputes.clear()
+        # Each example starts on a fresh connection, whatever a failing one left behind.
+        connections.close_all()
 
     @initialize()
     def paid_at_stripe(self) -> None:
@@ -115,30 +142,64 @@ class PaymentMachine(RuleBasedStateMachine):
             self.model.available += CREDITS
             self.model.settle()
 
-    @rule(charge=st.sampled_from(CHARGES), refunded=st.sampled_from(REFUND_LEVELS))
-    def refund(self, charge: str, refunded: int) -> None:
-        """A refund, partial or whole; a smaller amount than before is an older delivery."""
-        data = charge_object(
-            self.intent, refunded=refunded, amount=PAID, charge_id=f"{charge}_{self.intent}"
+    @rule(
+        charge=st.sampled_from(CHARGES),
+        refunded=st.sampled_from(REFUND_LEVELS),
+        delivered=DELIVERED,
+    )
+    def refund(self, charge: str, refunded: int, delivered: bool) -> None:
+        """A refund, partial or whole; a smaller amount than before is an older delivery. An
+        undelivered one (endpoint down, blocked) is left for reconciliation."""
+        charge_id = f"{charge}_{self.intent}"
+        truth = max(self.stripe_refunds.get(charge, 0), refunded)
+        self.stripe_refunds[charge] = truth
+        fake = type(self).fake_stripe
+        fake.charges[charge_id] = charge_object(
+            self.intent, refunded=truth, amount=PAID, charge_id=charge_id
         )
-        self.deliver(make_event("charge.refunded", data))
-        self.model.refunds[charge] = max(self.model.refunds.get(charge, 0), refunded)
-        self.model.settle()
+        fake.refunds.append(
+            {"id": f"re_{uuid.uuid4().hex}", "charge": charge_id, "created": int(time.time())}
+        )
+        if delivered:
+            data = charge_object(self.intent, refunded=refunded, amount=PAID, charge_id=charge_id)
+            self.deliver(make_event("charge.refunded", data))
+            self.model.refunded(charge, refunded)
 
-    @rule(dispute=st.sampled_from(sorted(DISPUTES)), news=st.sampled_from(DISPUTE_NEWS))
-    def dispute(self, dispute: str, news: tuple[str, str]) -> None:
+    @rule(
+        dispute=st.sampled_from(sorted(DISPUTES)),
+        news=st.sampled_from(DISPUTE_NEWS),
+        delivered=DELIVERED,
+    )
+    def dispute(self, dispute: str, news: tuple[str, str], delivered: bool) -> None:
         kind, status = news
-        data = dispute_object(
+        known = self.stripe_disputes.get(dispute, "")
+        if known not in RETURNED | {"lost"}:
+            self.stripe_disputes[dispute] = status
+        dispute_id = f"{dispute}_{self.intent}"
+        type(self).fake_stripe.disputes[dispute_id] = {
+            "created": int(time.time()),
+            **self._dispute(dispute, self.stripe_disputes[dispute]),
+        }
+        if delivered:
+            self.deliver(make_event(kind, self._dispute(dispute, status)))
+            self.model.disputed(dispute, status)
+
+    def _dispute(self, dispute: str, status: str) -> dict:
+        return dispute_object(
             self.intent,
             status=status,
             amount=DISPUTES[dispute],
             dispute_id=f"{dispute}_{self.intent}",
         )
-        self.deliver(make_event(kind, data))
-        outcome = "won" if status in RETURNED else "lost" if status == "lost" else ""
-        amount, known = self.model.disputes.get(dispute, (DISPUTES[dispute], ""))
-        self.model.disputes[dispute] = (amount, known or outcome)
-        self.model.settle()
+
+    @rule()
+    def reconcile(self) -> None:
+        """The beat job lists what Stripe holds and applies what we have not seen."""
+        reconcile_reversals(lookback=timedelta(hours=1))
+        for charge, amount in self.stripe_refunds.items():
+            self.model.refunded(charge, amount)
+        for dispute, status in self.stripe_disputes.items():
+            self.model.disputed(dispute, status)
 
     @precondition(lambda self: self.sent)
     @rule(data=st.data())
