@@ -52,8 +52,11 @@ def wants(user, kind: str) -> bool:
     preference = OPTIONAL.get(kind)
     if preference is None:
         return True
-    chosen = Preferences.objects.filter(user=user).first()
-    return chosen is None or getattr(chosen, preference)
+    try:
+        chosen = user.notification_preferences
+    except Preferences.DoesNotExist:
+        return True
+    return getattr(chosen, preference)
 
 
 def deliver(notification_id: int) -> str:
@@ -64,14 +67,22 @@ def deliver(notification_id: int) -> str:
     """
     now = timezone.now()
     stale = now - timedelta(seconds=settings.NOTIFY_CLAIM_TIMEOUT_SECONDS)
-    claimed = (
-        Notification.objects.filter(pk=notification_id, status=Notification.Status.PENDING)
-        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
-        .update(claimed_at=now, attempts=F("attempts") + 1)
-    )
-    if not claimed:
+    # One commit for the claim and the read; the mail server is only talked to after it.
+    with transaction.atomic():
+        claimed = (
+            Notification.objects.filter(pk=notification_id, status=Notification.Status.PENDING)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
+            .update(claimed_at=now, attempts=F("attempts") + 1)
+        )
+        notification = (
+            Notification.objects.select_related("user", "user__notification_preferences")
+            .filter(pk=notification_id)
+            .first()
+            if claimed
+            else None
+        )
+    if notification is None:
         return "taken"
-    notification = Notification.objects.select_related("user").get(pk=notification_id)
     if not wants(notification.user, notification.kind):
         _finish(notification_id, Notification.Status.SKIPPED)
         return "skipped"
