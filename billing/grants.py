@@ -16,7 +16,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from config.queue import enqueue_on_commit
 from ledger import api as ledger
 
 CHECKOUT_SOURCE = "stripe_checkout"
@@ -52,16 +51,12 @@ def grant(
     """Grant ``credits`` once under ``key``; return the ledger's result.
 
     On ``conflict`` nothing moved and ``on_conflict(detail)`` runs (it opens a review or raises);
-    without it the caller reads the status. A new grant lets the user's withheld outputs unlock.
+    without it the caller reads the status. The ledger announces a new grant itself
+    (``ledger.api.credits_added``), which is what unlocks withheld outputs.
     """
     result = ledger.grant(user_id, credits, key=key, source=source, memo=memo)
-    if result.status == ledger.GrantOutcome.CONFLICT:
-        if on_conflict is not None:
-            on_conflict(conflict_detail(key))
-        return result
-    if result.status == ledger.GrantOutcome.GRANTED:
-        # After commit, never failing: generation's re-drive collects on its own schedule.
-        enqueue_on_commit("billing.tasks.collect_unpaid", str(user_id))
+    if result.status == ledger.GrantOutcome.CONFLICT and on_conflict is not None:
+        on_conflict(conflict_detail(key))
     return result
 
 

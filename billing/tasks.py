@@ -1,4 +1,4 @@
-"""Celery entry points for billing: reconciliation, the sign-up bonus, collection after top-ups."""
+"""Celery entry points for billing: reconciliation and the sign-up bonus."""
 
 from datetime import timedelta
 
@@ -46,13 +46,3 @@ def reconcile_reversals() -> dict[str, int]:
 def grant_signup_bonus(user_id: str) -> str:
     """Grant the sign-up bonus; retried with backoff, the ledger key makes retries harmless."""
     return grants.grant_signup_bonus(user_id)
-
-
-@shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def collect_unpaid(account_id: str) -> int:
-    """Charge the account's unpaid generations after a grant raised its balance."""
-    from uuid import UUID
-
-    from generation import api as generation
-
-    return generation.collect_unpaid(UUID(account_id))

@@ -7,6 +7,7 @@ who lacks credits.
 """
 
 import logging
+import uuid
 
 from celery import shared_task
 from celery.signals import worker_init
@@ -72,6 +73,12 @@ def cancel_at_provider(generation_id: str) -> str:
 def reconcile_generation(generation_id: str) -> str:
     """Poll the provider about a job with no news and settle what it reports."""
     return reconcile.reconcile_generation(generation_id)
+
+
+@shared_task(queue="settle", **RETRY)
+def collect_unpaid(account_id: str) -> int:
+    """Charge the account's unpaid generations now that credits arrived; return how many paid."""
+    return settlement.collect_unpaid(uuid.UUID(account_id))
 
 
 @shared_task(queue="settle", acks_late=True)

@@ -52,7 +52,7 @@ from ledger.selectors import (
     holds_for_account,
     journal_page,
 )
-from ledger.signals import low_balance
+from ledger.signals import announce_credits_added, credits_added, low_balance
 
 __all__ = [
     "ENTRY_WORDS",
@@ -86,6 +86,7 @@ __all__ = [
     "capture",
     "check",
     "clawback",
+    "credits_added",
     "expire_due",
     "extend",
     "grant",
@@ -117,6 +118,8 @@ def grant(account_id: UUID, amount: int, *, key: str, source: str, memo: str = "
         [account_id, amount, key, source, memo or ""],
     )
     result = GrantResult(GrantOutcome(row[0]), row[1], row[2] or 0)
+    if result.status == GrantOutcome.GRANTED:
+        announce_credits_added(account_id, amount, kind="grant", key=key)
     if (
         result.status == GrantOutcome.GRANTED
         and result.available - amount < low_balance_threshold()
@@ -202,6 +205,8 @@ def adjust(account_id: UUID, delta: int, *, key: str, actor: str, reason: str) -
         "SELECT * FROM ledger_adjust(%s, %s, %s, %s, %s)", [account_id, delta, key, actor, reason]
     )
     result = AdjustResult(AdjustOutcome(row[0]), row[1], row[2] or 0)
+    if result.status == AdjustOutcome.ADJUSTED and delta > 0:
+        announce_credits_added(account_id, delta, kind="adjust", key=key)
     if (
         result.status == AdjustOutcome.ADJUSTED
         and delta > 0

@@ -394,12 +394,6 @@ def test_a_second_subscription_is_refused_while_one_is_active(alice, subscribe, 
         subscriptions.start_subscription(alice, plan)
 
 
-def test_collect_unpaid_task_runs_generation_collection_for_the_account(alice):
-    from billing import tasks
-
-    assert tasks.collect_unpaid(str(alice.pk)) == 0
-
-
 @pytest.mark.parametrize(
     ("change", "why"),
     [

@@ -1,6 +1,7 @@
 """Unpaid output is withheld until paid (docs/design.md §5), then unlocks itself."""
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 from generation import api as generation_api
@@ -25,10 +26,9 @@ pytestmark = [
 ]
 
 
-def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
-    alice, bob, fund, local_provider
-):
-    """Late success with no balance: status unpaid and the media URL refuses; paid: it serves."""
+def withhold_output(alice, fund, local_provider) -> tuple[Generation, Generation]:
+    """Return a generation that succeeded unpaid (its output withheld), and the running one that
+    spent the credits its expired hold returned (cancel it at the end of the test)."""
     fund(alice, 5)
     generation = submit(alice, faults={"vanish_ms": 2500, "delay_ms": 100})
     Generation.objects.filter(pk=generation.pk).update(hold_ttl_seconds=1)
@@ -46,7 +46,14 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
     settle_pending_callbacks()
     generation.refresh_from_db()
     assert generation.status == Status.UNPAID
+    return generation, other
 
+
+def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
+    alice, bob, fund, local_provider
+):
+    """Late success with no balance: status unpaid and the media URL refuses; paid: it serves."""
+    generation, other = withhold_output(alice, fund, local_provider)
     [asset] = media.assets_for_generation(generation.pk)
     assert asset.withheld
     owner, stranger = Client(), Client()
@@ -62,4 +69,46 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
     assert not asset.withheld
     assert owner.get(asset.url).status_code == 302
     assert stranger.get(asset.url).status_code == 404
+    cancel_generation(alice, other.pk)
+
+
+@pytest.fixture
+def eager_celery():
+    """Run queued tasks inline, so the test sees at once what a worker would do next."""
+    from config.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
+
+
+def test_an_admin_adjustment_unlocks_withheld_output_at_once(
+    alice, fund, local_provider, staff_client, eager_celery
+):
+    """The ledger announces the committed adjustment; generation collects without a re-drive."""
+    generation, other = withhold_output(alice, fund, local_provider)
+    url = f"/admin/ledger/account/{alice.pk}/adjust/"
+    key = staff_client.get(url).context["form"].initial["key"]
+
+    staff_client.post(url, {"account_id": alice.pk, "key": key, "delta": 5, "reason": "goodwill"})
+
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED
+    [asset] = media.assets_for_generation(generation.pk)
+    assert not asset.withheld
+    cancel_generation(alice, other.pk)
+
+
+def test_ledger_adjust_command_unlocks_withheld_output_at_once(
+    alice, fund, local_provider, eager_celery
+):
+    generation, other = withhold_output(alice, fund, local_provider)
+
+    call_command("ledger", "adjust", email=alice.email, delta=5, reason="support goodwill")
+
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED
+    [asset] = media.assets_for_generation(generation.pk)
+    assert not asset.withheld
     cancel_generation(alice, other.pk)
