@@ -9,22 +9,19 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
-    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import fulfilment, selectors, standin_events, statement, subscriptions, webhooks
+from billing import fulfilment, selectors, standin_events, statement, subscriptions
 from billing.checkout import start_checkout
 from billing.exceptions import BillingError, GatewayError, PriceMismatch
 from billing.gateways import current_mode, payments_configured
@@ -36,7 +33,6 @@ from ledger.api import LedgerError
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_MAX_BYTES = 1024 * 1024
 # The success page polls; it asks Stripe about one session at most this often.
 SUCCESS_SYNC_SECONDS = 5
 
@@ -67,8 +63,21 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "billing/overview.html", context)
 
 
+def _too_many_checkouts(request: HttpRequest, verdict: ratelimit.Verdict) -> HttpResponse:
+    messages.error(
+        request, f"Too many checkout attempts. Try again in {verdict.retry_after} seconds."
+    )
+    return see_other(reverse("billing:overview"))
+
+
+limit_checkouts = ratelimit.limit_per_user(
+    "buy", "BILLING_BUY_RATE_LIMIT", refused=_too_many_checkouts
+)
+
+
 @login_required
 @require_POST
+@limit_checkouts
 def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
     """Start Checkout for one pack and send the buyer to Stripe (or the stand-in) with 303."""
     pack_id = pack_id or _int_or_none(request.POST.get("pack"))
@@ -78,6 +87,7 @@ def buy(request: HttpRequest, pack_id: int | None = None) -> HttpResponse:
 
 @login_required
 @require_POST
+@limit_checkouts
 def subscribe(request: HttpRequest) -> HttpResponse:
     """Start subscription-mode Checkout for one plan and send the buyer there with 303."""
     plan_id = _int_or_none(request.POST.get("plan"))
@@ -86,19 +96,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
 
 
 def _start_checkout(request: HttpRequest, item, *, noun: str, start) -> HttpResponse:
-    """Rate-limit, start Checkout for a pack or plan, and turn every failure into a message."""
+    """Start Checkout for a pack or plan, and turn every failure into a message."""
     back = reverse("billing:overview")
-    verdict = ratelimit.hit(
-        "buy",
-        request.user.pk,
-        limit=settings.BILLING_BUY_RATE_LIMIT_COUNT,
-        window=settings.BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS,
-    )
-    if not verdict.allowed:
-        messages.error(
-            request, f"Too many checkout attempts. Try again in {verdict.retry_after} seconds."
-        )
-        return see_other(back)
     if item is None:
         messages.error(request, f"That {noun} is not on sale. Pick one of the {noun}s below.")
         return see_other(back)
@@ -215,28 +214,6 @@ def standin_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         "billing/standin.html",
         {"checkout": checkout, "session": session, "customer_email": request.user.email},
     )
-
-
-@csrf_exempt
-@transaction.non_atomic_requests
-@require_POST
-def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Receive a Stripe event: 1 MiB cap, signature on the raw bytes, then store and process.
-
-    Only deliveries whose signature fails count toward the sender's rate limit.
-    """
-    declared = _int_or_none(request.META.get("CONTENT_LENGTH"))
-    if declared is not None and declared > WEBHOOK_MAX_BYTES:
-        return JsonResponse({"status": "too_large"}, status=413)
-    payload = request.read(WEBHOOK_MAX_BYTES + 1)
-    if len(payload) > WEBHOOK_MAX_BYTES:
-        return JsonResponse({"status": "too_large"}, status=413)
-    answer = webhooks.receive(payload, request.headers.get("Stripe-Signature"))
-    if answer.word == "bad_signature":
-        limited = ratelimit.limit_failed_signature(request, "stripe")
-        if limited is not None:
-            return limited
-    return JsonResponse({"status": answer.word}, status=answer.status)
 
 
 class _Echo:

@@ -1,4 +1,4 @@
-"""Receive Stripe's events: verify, store, process, mark processed.
+"""Stripe's webhook endpoint: verify, store, process, mark processed.
 
 The event row is an audit record, not the dedupe gate: a stored but unprocessed event (a crash,
 an error, a concurrent delivery still running) is processed again on the next delivery, and
@@ -8,20 +8,22 @@ at once.
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 import traceback
-from dataclasses import dataclass
 
 import stripe
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from billing import fulfilment, reversals, subscriptions
 from billing.checkout import record_checkout_expired, record_checkout_failed
 from billing.models import StripeEvent
-from config.payloads import holds_nul
+from config.webhooks import Answer, BadSignature, receive, respond
 
 logger = logging.getLogger(__name__)
 
@@ -47,27 +49,46 @@ SUBSCRIPTION_TYPES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The HTTP status for Stripe and a short word for logs and the response body."""
-
-    status: int
-    word: str
-
-
-def receive(payload: bytes, signature: str | None) -> Answer:
-    """Verify and process one delivery; nothing is stored unless the signature holds."""
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
+@csrf_exempt
+@transaction.non_atomic_requests
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Receive a Stripe event in the shared webhook shape (``config.webhooks``)."""
+    if not settings.STRIPE_WEBHOOK_SECRET:
         logger.error("Stripe webhook received but STRIPE_WEBHOOK_SECRET is not set")
-        return Answer(503, "not_configured")
+        return respond(Answer(503, "not_configured"))
+    signature = request.headers.get("Stripe-Signature")
+    return receive(
+        request,
+        scope="stripe",
+        verify=lambda body: verify_signature(body, signature),
+        handle=lambda payload, body: handle_event(payload, body),
+    )
+
+
+def verify_signature(body: bytes, header: str | None, *, now: float | None = None) -> None:
+    """Raise ``BadSignature`` unless ``header`` signs ``body`` with the webhook secret, dated
+    within ``STRIPE_WEBHOOK_TOLERANCE_SECONDS`` of now in either direction.
+
+    stripe-python refuses only signatures older than the tolerance; one dated in the future
+    would stay replayable until then, so it is refused here too.
+    """
+    tolerance = settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
     try:
         stripe.WebhookSignature.verify_header(
-            payload, signature, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+            body, header, settings.STRIPE_WEBHOOK_SECRET, tolerance=tolerance
         )
-    except (stripe.SignatureVerificationError, UnicodeDecodeError):
-        return Answer(400, "bad_signature")
-    event = _parse(payload)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as error:
+        raise BadSignature(str(error)) from None
+    stamps = [part[2:] for part in (header or "").split(",") if part.startswith("t=")]
+    current = time.time() if now is None else now
+    if not stamps or not stamps[0].isdigit() or int(stamps[0]) > current + tolerance:
+        raise BadSignature("timestamp in the future beyond the tolerance")
+
+
+def handle_event(payload: object, body: bytes) -> Answer:
+    """Store a verified event once, process it, mark it processed; a repeat is ``duplicate``."""
+    event = _event(payload)
     if event is None:
         return Answer(400, "malformed")
     if event["livemode"] is not settings.STRIPE_LIVEMODE:
@@ -79,7 +100,7 @@ def receive(payload: bytes, signature: str | None) -> Answer:
         )
         return Answer(400, "wrong_mode")
 
-    event_pk, processed = _store(event, payload)
+    event_pk, processed = _store(event, body)
     if processed:
         return Answer(200, "duplicate")
     try:
@@ -128,12 +149,9 @@ def reprocess(event: StripeEvent) -> str:
     return outcome
 
 
-def _parse(payload: bytes) -> dict | None:
-    try:
-        event = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(event, dict) or holds_nul(event):
+def _event(event: object) -> dict | None:
+    """Return the event when it has the fields every handler reads, else None."""
+    if not isinstance(event, dict):
         return None
     data = event.get("data")
     valid = (
@@ -153,7 +171,7 @@ def _parse(payload: bytes) -> dict | None:
     return event
 
 
-def _store(event: dict, payload: bytes) -> tuple[int, bool]:
+def _store(event: dict, body: bytes) -> tuple[int, bool]:
     """Insert the event or count another delivery; return its pk and whether it was processed.
 
     One statement, so concurrent deliveries of the same event cannot both insert it.
@@ -176,7 +194,7 @@ def _store(event: dict, payload: bytes) -> tuple[int, bool]:
                 event["livemode"],
                 str(event.get("api_version") or ""),
                 object_id if isinstance(object_id, str) else "",
-                payload.decode(),
+                body.decode(),
             ],
         )
         event_pk, processed = cursor.fetchone()

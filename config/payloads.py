@@ -1,19 +1,72 @@
-"""Checks on signed third-party payloads before they are stored."""
+"""Strict JSON for signed third-party payloads, checked before anything is stored.
+
+A sender's signature proves who sent the bytes, not that they are JSON we can keep. PostgreSQL's
+jsonb refuses U+0000, lone surrogates and NaN/Infinity, and deep nesting exhausts the parser's
+stack, so each of those would fail later as a server error that the sender retries forever.
+``loads`` refuses them up front as ``MalformedPayload`` (a ``ValueError``), answered 400.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
 
-def holds_nul(value: object) -> bool:
-    """Return whether any string in a parsed JSON value (keys included) holds U+0000.
+MAX_DEPTH = 64
+_BOM = b"\xef\xbb\xbf"
 
-    PostgreSQL text and jsonb cannot store U+0000 (JSON's ``\\u0000``): such a payload would fail
-    on insert with a server error. No sender emits it on purpose, so webhooks refuse it as
-    malformed before anything is written.
+
+class MalformedPayload(ValueError):
+    """The body is not JSON we accept; the message says why (safe to log, not to show)."""
+
+
+def loads(body: bytes) -> Any:
+    """Parse ``body`` as strict UTF-8 JSON; raise ``MalformedPayload`` for anything else.
+
+    Refused: a byte-order mark or invalid UTF-8, NaN/Infinity, nesting deeper than
+    ``MAX_DEPTH``, and strings (keys included) holding U+0000 or a lone surrogate.
     """
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(holds_nul(item) for item in value)
-    return False
+    if body.startswith(_BOM):
+        raise MalformedPayload("a byte-order mark before the JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MalformedPayload(f"not UTF-8: {error.reason}") from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise MalformedPayload("nested too deeply") from None
+    except ValueError as error:
+        raise MalformedPayload(f"not JSON: {error}") from None
+    _check(value)
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise MalformedPayload(f"{name} is not JSON")
+
+
+def _check(value: object) -> None:
+    # Iterative, so a value nested deeper than the interpreter's stack cannot crash the check.
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                raise MalformedPayload(f"nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    _check_text(key)
+                    pending.append((inner, depth + 1))
+            else:
+                pending.extend((inner, depth + 1) for inner in item)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise MalformedPayload("a string holds U+0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedPayload("a string holds a lone surrogate") from None

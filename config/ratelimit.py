@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,39 @@ def hit(scope: str, identity: object, *, limit: int, window: int) -> Verdict:
         cache.add(key, 0, timeout=window + 5)
         count = cache.incr(key)
     return Verdict(count <= limit, count, limit, retry_after)
+
+
+def limit_per_user(
+    scope: str,
+    setting: str,
+    *,
+    refused: Callable[[HttpRequest, Verdict], HttpResponse],
+    counts: Callable[[HttpRequest], bool] = lambda request: request.method == "POST",
+) -> Callable:
+    """Decorate a view (inside ``login_required``): the one layer where per-user limits apply.
+
+    Each request that ``counts`` (by default a POST) is counted for the signed-in user in
+    ``scope``, at most ``<setting>_COUNT`` per ``<setting>_WINDOW_SECONDS``; past that the view
+    does not run and ``refused(request, verdict)`` answers instead, so nothing is stored.
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def limited(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if counts(request):
+                verdict = hit(
+                    scope,
+                    request.user.pk,
+                    limit=getattr(settings, f"{setting}_COUNT"),
+                    window=getattr(settings, f"{setting}_WINDOW_SECONDS"),
+                )
+                if not verdict.allowed:
+                    return refused(request, verdict)
+            return view(request, *args, **kwargs)
+
+        return limited
+
+    return decorate
 
 
 def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

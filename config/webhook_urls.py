@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.views import stripe_webhook
+from billing.webhooks import stripe_webhook
 from generation.webhooks import provider_callback
 
 urlpatterns: list = [

@@ -13,10 +13,6 @@ class PriceChanged(InvalidRequest):
     """The price the page showed is not the price of the submitted options now."""
 
 
-class RateLimited(GenerationError):
-    """The user submitted too many generations in the current window."""
-
-
 class ProviderUnavailable(GenerationError):
     """The provider is not configured in this deployment."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config import submission
+from config import ratelimit, submission
 from generation import catalogue, owner, selectors
 from generation.exceptions import GenerationError
 from generation.models import Generation, Status
@@ -47,32 +48,62 @@ def _estimate(request: HttpRequest, model_key: str, data) -> dict:
     }
 
 
+def _is_submission(request: HttpRequest) -> bool:
+    return request.method == "POST" and "preview" not in request.POST
+
+
+def _is_new_submission(request: HttpRequest) -> bool:
+    """Return whether the request submits a form whose one-time key stored nothing yet.
+
+    A resubmitted form (a double click) opens the first generation and is not counted again.
+    """
+    if not _is_submission(request):
+        return False
+    key = request.POST.get("submission_key")
+    return not (key and Generation.objects.filter(user=request.user, submission_key=key).exists())
+
+
+def _too_many_generations(request: HttpRequest, verdict: ratelimit.Verdict) -> HttpResponse:
+    return _create_page(
+        request,
+        error=f"You can start {verdict.limit} generations every "
+        f"{settings.GENERATION_RATE_LIMIT_WINDOW_SECONDS} seconds. "
+        f"Try again in {verdict.retry_after} seconds.",
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
+@ratelimit.limit_per_user(
+    "generate", "GENERATION_RATE_LIMIT", refused=_too_many_generations, counts=_is_new_submission
+)
 def create(request: HttpRequest) -> HttpResponse:
     """Show the catalogue-driven form; on submit queue the generation and open its page.
 
     Only models whose provider is configured are offered; any other, or an unknown one, is
     refused with a message. The form carries a one-time key and the price it showed.
     """
+    if not _is_submission(request):
+        return _create_page(request, error="")
+    try:
+        generation = submit_generation(
+            request.user,
+            model_key=request.POST.get("model") or "",
+            prompt=request.POST.get("prompt"),
+            params=request.POST,
+            submission_key=request.POST.get("submission_key"),
+            expected_cost=request.POST.get("estimate"),
+        )
+    except GenerationError as failure:
+        return _create_page(request, error=str(failure))
+    return redirect("generation:detail", generation_id=generation.pk)
+
+
+def _create_page(request: HttpRequest, *, error: str) -> HttpResponse:
+    """Render the form for the requested (or first offered) model; an error answers 400."""
     data = request.POST if request.method == "POST" else request.GET
     offered = offered_models()
     requested = data.get("model") or ""
-    error = ""
-    if request.method == "POST" and "preview" not in request.POST:
-        try:
-            generation = submit_generation(
-                request.user,
-                model_key=requested,
-                prompt=request.POST.get("prompt"),
-                params=request.POST,
-                submission_key=request.POST.get("submission_key"),
-                expected_cost=request.POST.get("estimate"),
-            )
-        except GenerationError as failure:
-            error = str(failure)
-        else:
-            return redirect("generation:detail", generation_id=generation.pk)
     spec = next((m for m in offered if m.key == requested), None)
     if spec is None and requested and not error:
         error = "That model is not available here. Choose one of the models below."

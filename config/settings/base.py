@@ -318,6 +318,8 @@ BILLING_BUY_RATE_LIMIT_WINDOW_SECONDS = env_int(
 )
 WEBHOOK_RATE_LIMIT_COUNT = env_int("WEBHOOK_RATE_LIMIT_COUNT", 1200, minimum=0)
 WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = env_int("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+# Largest body either webhook (Stripe's events, provider callbacks) reads; larger gets 413.
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 # Proxies in front of the app (load balancer, CDN): the client address every rate limit counts
 # by is read from X-Forwarded-For through these only. CIDRs win over a count; neither set means
 # REMOTE_ADDR is the client.

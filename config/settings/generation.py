@@ -18,7 +18,6 @@ REPLICATE_WEBHOOK_SECRET = env_str("REPLICATE_WEBHOOK_SECRET", "")
 REPLICATE_OUTPUT_HOSTS = env_list(
     "REPLICATE_OUTPUT_HOSTS", ["replicate.delivery", "pbxt.replicate.delivery"]
 )
-PROVIDER_CALLBACK_MAX_BYTES = env_int("PROVIDER_CALLBACK_MAX_BYTES", 1024 * 1024, minimum=1024)
 # Per-user submissions per window (Redis-backed through the cache); 0 turns the limit off.
 GENERATION_RATE_LIMIT_COUNT = env_int("GENERATION_RATE_LIMIT_COUNT", 10, minimum=0)
 GENERATION_RATE_LIMIT_WINDOW_SECONDS = env_int(

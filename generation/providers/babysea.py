@@ -127,21 +127,22 @@ class BabySeaProvider(Provider):
         if response.status_code >= 400 and response.status_code not in (404, 409):
             raise DispatchRefused(f"cancel: HTTP {response.status_code}")
 
-    def parse_callback(
-        self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
-    ) -> CallbackEvent | None:
+    def verify_callback(self, body: bytes, headers: Mapping[str, str]) -> None:
         try:
             verify_babysea(
                 body, headers.get("x-babysea-signature"), settings.PROVIDER_WEBHOOK_SECRET
             )
         except SignatureError as error:
             raise InvalidSignature(str(error)) from error
-        payload = load_json(body)
+
+    def read_callback(
+        self, payload: object, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> CallbackEvent | None:
         try:
             event = str(payload["webhook_event"])
             delivery_id = str(payload["webhook_delivery_id"])
             data = payload["webhook_data"]
-        except (ValueError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise InvalidCallback(f"malformed payload: {error!r}") from error
         if not event.startswith("generation.") or not isinstance(data, dict):
             return None  # webhook.test, credits.low_balance: acknowledged, nothing to settle

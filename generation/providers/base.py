@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -10,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+
+from config.payloads import MalformedPayload, loads
 
 if TYPE_CHECKING:
     from generation.models import Generation
@@ -68,19 +69,15 @@ class InvalidSignature(InvalidCallback):
     """A callback whose signature or timestamp is wrong: forged, altered or replayed late."""
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_json(body: bytes | str) -> object:
-    """Parse a provider's JSON strictly: ``NaN`` and ``Infinity`` are refused, not floats.
+    """Parse a provider's JSON strictly (``config.payloads.loads``); raise ``InvalidCallback``.
 
-    Python's parser accepts them, PostgreSQL's jsonb does not, and no number of them is a
-    meaningful progress or price. Raises ``InvalidCallback``.
+    ``NaN`` and ``Infinity`` are refused, not floats: PostgreSQL's jsonb refuses them too, and
+    no number of them is a meaningful progress or price.
     """
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, TypeError) as error:
+        return loads(body.encode() if isinstance(body, str) else body)
+    except MalformedPayload as error:
         raise InvalidCallback(f"malformed JSON: {error}") from None
 
 
@@ -151,10 +148,17 @@ class Provider(ABC):
         """Ask the provider to stop the job (best effort)."""
 
     @abstractmethod
-    def parse_callback(
-        self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
+    def verify_callback(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise ``InvalidSignature`` unless this provider signed the raw ``body`` just now."""
+
+    @abstractmethod
+    def read_callback(
+        self, payload: object, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> CallbackEvent | None:
-        """Verify a callback on the raw bytes and parse it; None for events to ignore."""
+        """Read a verified callback's parsed JSON; None for events to ignore.
+
+        Raise ``InvalidCallback`` when it lacks what settling needs.
+        """
 
     @abstractmethod
     def allowed_hosts(self) -> list[str]:

@@ -21,7 +21,6 @@ from generation.providers.base import (
     JobReport,
     JobState,
     Provider,
-    load_json,
 )
 from generation.providers.signing import SignatureError, verify_standard
 
@@ -111,19 +110,23 @@ class ReplicateProvider(Provider):
         if response.status_code >= 400 and response.status_code not in (404, 409, 422):
             raise DispatchRefused(f"cancel: HTTP {response.status_code}")
 
-    def parse_callback(
-        self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
-    ) -> CallbackEvent | None:
+    def verify_callback(self, body: bytes, headers: Mapping[str, str]) -> None:
         lowered = {key.lower(): value for key, value in headers.items()}
         try:
-            delivery_id = verify_standard(body, lowered, settings.REPLICATE_WEBHOOK_SECRET)
+            verify_standard(body, lowered, settings.REPLICATE_WEBHOOK_SECRET)
         except SignatureError as error:
             raise InvalidSignature(str(error)) from error
-        prediction = load_json(body)
+
+    def read_callback(
+        self, payload: object, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> CallbackEvent | None:
+        prediction = payload
         try:
             job_id = str(prediction["id"])
-        except (ValueError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise InvalidCallback(f"malformed payload: {error!r}") from error
+        # The signature covered this header's value (verify_callback ran first).
+        delivery_id = {key.lower(): value for key, value in headers.items()}["webhook-id"]
         return CallbackEvent(
             delivery_id=delivery_id,
             job_id=job_id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -12,26 +11,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config import ratelimit, submission
+from config import submission
 from generation import catalogue, transitions
-from generation.exceptions import InvalidRequest, PriceChanged, ProviderUnavailable, RateLimited
+from generation.exceptions import InvalidRequest, PriceChanged, ProviderUnavailable
 from generation.models import Generation
 from generation.providers import get_provider
 from generation.services.queueing import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
-
-
-def check_rate_limit(user_id: uuid.UUID) -> None:
-    """Count one submission in the user's current window; raise RateLimited past the limit."""
-    limit = settings.GENERATION_RATE_LIMIT_COUNT
-    window = settings.GENERATION_RATE_LIMIT_WINDOW_SECONDS
-    verdict = ratelimit.hit("generate", user_id, limit=limit, window=window)
-    if not verdict.allowed:
-        raise RateLimited(
-            f"You can start {limit} generations every {window} seconds. "
-            f"Try again in {verdict.retry_after} seconds."
-        )
 
 
 def hold_ttl_seconds(model_key: str, params: Mapping[str, object]) -> int:
@@ -69,13 +56,13 @@ def submit_generation(
     ``submission_key`` is the form's one-time key: a second submission with the same key
     returns the generation the first one stored, whatever else it carries, so a double click
     holds once. ``expected_cost`` is the price the page showed; a different current price is
-    refused. Raises InvalidRequest, PriceChanged, ProviderUnavailable or RateLimited and stores
-    nothing in those cases.
+    refused. Raises InvalidRequest, PriceChanged or ProviderUnavailable and stores nothing in
+    those cases. The per-user rate limit applies in the view (``config.ratelimit``).
     """
     key = clean_submission_key(submission_key)
     try:
         # One commit: the key's lookup shares the insert's transaction. A repeat returns the
-        # first generation before anything is validated or counted against the rate limit.
+        # first generation before anything is validated (the view does not count it either).
         with transaction.atomic():
             first = (
                 Generation.objects.filter(user=user, submission_key=key).first() if key else None
@@ -97,7 +84,6 @@ def submit_generation(
                     f"The price of these options is {cost} credits, not what the page showed. "
                     "Check it and submit again."
                 )
-            check_rate_limit(user.pk)
             generation = Generation.objects.create(
                 user=user,
                 model_key=spec.key,

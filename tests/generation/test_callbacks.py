@@ -61,7 +61,7 @@ def test_altered_body_is_refused(client):
 
 def test_oversized_body_is_refused(client, settings):
     """A body over the limit gets 413 before any parsing."""
-    settings.PROVIDER_CALLBACK_MAX_BYTES = 2048
+    settings.WEBHOOK_MAX_BYTES = 2048
     body = json.dumps({"padding": "x" * 4096}).encode()
     response = deliver(body, client=client)
     assert response.status_code == 413
@@ -73,7 +73,7 @@ def test_same_delivery_is_stored_once(client):
     first = deliver(body, client=client)
     second = deliver(body, client=client)
     assert (first.status_code, second.status_code) == (200, 200)
-    assert second.json()["duplicate"] is True
+    assert second.json()["status"] == "duplicate"
     assert ProviderCallback.objects.count() == 1
 
 
@@ -89,7 +89,7 @@ def test_test_events_are_acknowledged_and_ignored(client):
     ).encode()
     response = deliver(body, client=client)
     assert response.status_code == 200
-    assert response.json()["ignored"] is True
+    assert response.json()["status"] == "ignored"
     assert not ProviderCallback.objects.exists()
 
 

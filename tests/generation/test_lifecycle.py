@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from generation.exceptions import NotCancelable, RateLimited
+from generation.exceptions import NotCancelable
 from generation.models import Generation, ProviderCallback, Status
 from generation.services.cancellation import cancel_generation
 from generation.services.dispatch import start_generation
@@ -50,7 +50,7 @@ def test_success_stores_each_output_once_and_charges_the_cost(alice, fund, local
     data = finished_job(local_provider, generation)
     body = callback_body(data, delivery_id="whd_same")
     assert deliver(body).status_code == 200
-    assert deliver(body).json()["duplicate"] is True
+    assert deliver(body).json()["status"] == "duplicate"
     assert deliver(callback_body(data)).status_code == 200
     assert ProviderCallback.objects.filter(generation=generation).count() == 2
     settle_pending_callbacks()
@@ -288,14 +288,19 @@ def test_start_is_idempotent(alice, fund):
     cancel_generation(alice, generation.pk)
 
 
-def test_rate_limit_refuses_with_a_clear_message_and_stores_nothing(alice, fund, settings):
-    """Past the per-user limit a submit is refused and no row is written."""
+def test_rate_limit_refuses_with_a_clear_message_and_stores_nothing(
+    alice, alice_client, fund, settings
+):
+    """Past the per-user limit the form answers 400 with the reason and no row is written."""
     settings.GENERATION_RATE_LIMIT_COUNT = 2
     fund(alice, 100)
-    submit(alice)
-    submit(alice)
-    with pytest.raises(RateLimited, match="2 generations every 60 seconds"):
-        submit(alice)
+    form = {"model": "flux-schnell", "prompt": "a quiet harbour at dawn"}
+    answers = [alice_client.post("/generations/new/", form) for _ in range(3)]
+    preview = alice_client.post("/generations/new/", {**form, "preview": "1"})
+
+    assert [a.status_code for a in answers] == [302, 302, 400]
+    assert b"You can start 2 generations every 60 seconds" in answers[2].content
+    assert preview.status_code == 200  # a preview is not a submission and is not counted
     assert Generation.objects.filter(user=alice).count() == 2
 
 

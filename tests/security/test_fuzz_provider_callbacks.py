@@ -164,7 +164,7 @@ def test_valid_callback_is_still_stored_once_after_hostile_traffic(provider_secr
     first = post(client, "/webhooks/providers/babysea/", body, header)
     second = post(client, "/webhooks/providers/babysea/", body, header)
     assert first.status_code == second.status_code == 200
-    assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
+    assert (first.json()["status"], second.json()["status"]) == ("received", "duplicate")
     assert ProviderCallback.objects.filter(provider_job_id="job-fuzz").count() == 1
 
 
