@@ -9,6 +9,7 @@ stack, so each of those would fail later as a server error that the sender retri
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_DEPTH = 64
@@ -22,7 +23,8 @@ class MalformedPayload(ValueError):
 def loads(body: bytes) -> Any:
     """Parse ``body`` as strict UTF-8 JSON; raise ``MalformedPayload`` for anything else.
 
-    Refused: a byte-order mark or invalid UTF-8, NaN/Infinity, nesting deeper than
+    Refused: a byte-order mark or invalid UTF-8, NaN/Infinity (or a number that overflows to
+    it), nesting deeper than
     ``MAX_DEPTH``, and strings (keys included) holding U+0000 or a lone surrogate.
     """
     if body.startswith(_BOM):
@@ -32,9 +34,11 @@ def loads(body: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise MalformedPayload(f"not UTF-8: {error.reason}") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise MalformedPayload("nested too deeply") from None
+    except MalformedPayload:
+        raise
     except ValueError as error:
         raise MalformedPayload(f"not JSON: {error}") from None
     _check(value)
@@ -43,6 +47,13 @@ def loads(body: bytes) -> Any:
 
 def _refuse_constant(name: str) -> None:
     raise MalformedPayload(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedPayload(f"{text[:20]} overflows a float")
+    return value
 
 
 def _check(value: object) -> None:
