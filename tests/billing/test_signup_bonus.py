@@ -4,7 +4,6 @@ import pytest
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 
 from billing.grants import grant_signup_bonus
-from config.celery import app as celery_app
 from ledger import selectors as ledger_selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,19 +46,6 @@ def test_bonus_skips_a_deactivated_user(user_factory, settings):
 
     assert grant_signup_bonus(user.pk) == "skipped"
     assert ledger_selectors.balance(user.pk).available == 0
-
-
-@pytest.fixture
-def broker_down():
-    """Point Celery's producer at a closed port for the duration of the test."""
-    saved = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    yield
-    celery_app.conf.broker_url = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def test_a_broker_outage_grants_the_bonus_inline(

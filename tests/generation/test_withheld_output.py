@@ -72,17 +72,6 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
     cancel_generation(alice, other.pk)
 
 
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks inline, so the test sees at once what a worker would do next."""
-    from config.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield
-    app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
-
-
 def test_an_admin_adjustment_unlocks_withheld_output_at_once(
     alice, fund, local_provider, staff_client, eager_celery
 ):

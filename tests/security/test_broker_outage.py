@@ -16,24 +16,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def broker_down(settings):
-    """Point Celery's producer at a closed port for the duration of the test."""
-    from config.celery import app
+def broker_down(broker_down, settings):
+    """The shared outage, with the local provider on and the generate limit off."""
     from generation.providers import reset_providers
 
     settings.LOCAL_PROVIDER_ENABLED = True
     settings.LOCAL_PROVIDER_URL = "http://127.0.0.1:9"
-    settings.PROVIDER_WEBHOOK_SECRET = "whsec_" + "s" * 32  # the provider needs one to count
     settings.GENERATION_RATE_LIMIT_COUNT = 0
     reset_providers()
-    saved = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    app._pool = None
-    app.amqp._producer_pool = None
     yield
-    app.conf.broker_url = saved
-    app._pool = None
-    app.amqp._producer_pool = None
     reset_providers()
 
 
