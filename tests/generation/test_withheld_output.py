@@ -73,10 +73,11 @@ def test_unpaid_output_is_withheld_from_its_owner_until_a_top_up_pays_it(
 
 
 def test_an_admin_adjustment_unlocks_withheld_output_at_once(
-    alice, fund, local_provider, staff_client, eager_celery
+    alice, fund, local_provider, staff_client, request
 ):
     """The ledger announces the committed adjustment; generation collects without a re-drive."""
     generation, other = withhold_output(alice, fund, local_provider)
+    request.getfixturevalue("eager_celery")  # from here on a queued task runs at once
     url = f"/admin/ledger/account/{alice.pk}/adjust/"
     key = staff_client.get(url).context["form"].initial["key"]
 
@@ -90,9 +91,10 @@ def test_an_admin_adjustment_unlocks_withheld_output_at_once(
 
 
 def test_ledger_adjust_command_unlocks_withheld_output_at_once(
-    alice, fund, local_provider, eager_celery
+    alice, fund, local_provider, request
 ):
     generation, other = withhold_output(alice, fund, local_provider)
+    request.getfixturevalue("eager_celery")
 
     call_command("ledger", "adjust", email=alice.email, delta=5, reason="support goodwill")
 

@@ -22,6 +22,7 @@ def broker_down(broker_down, settings):
 
     settings.LOCAL_PROVIDER_ENABLED = True
     settings.LOCAL_PROVIDER_URL = "http://127.0.0.1:9"
+    settings.PROVIDER_WEBHOOK_SECRET = "whsec_" + "s" * 32  # the provider needs one to count
     settings.GENERATION_RATE_LIMIT_COUNT = 0
     reset_providers()
     yield
