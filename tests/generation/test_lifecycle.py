@@ -291,16 +291,26 @@ def test_start_is_idempotent(alice, fund):
 def test_rate_limit_refuses_with_a_clear_message_and_stores_nothing(
     alice, alice_client, fund, settings
 ):
-    """Past the per-user limit the form answers 400 with the reason and no row is written."""
+    """Past the per-user limit the form answers 400 with the reason and no row is written.
+
+    The limit applies in the view: a preview is not counted, nor is a form resubmitted with its
+    one-time key (a double click), which opens the first generation.
+    """
     settings.GENERATION_RATE_LIMIT_COUNT = 2
     fund(alice, 100)
     form = {"model": "flux-schnell", "prompt": "a quiet harbour at dawn"}
-    answers = [alice_client.post("/generations/new/", form) for _ in range(3)]
+
+    def submit_form(key: str):
+        return alice_client.post("/generations/new/", {**form, "submission_key": key})
+
+    first, again = submit_form("k" * 20), submit_form("k" * 20)
+    second, third = submit_form("m" * 20), submit_form("n" * 20)
     preview = alice_client.post("/generations/new/", {**form, "preview": "1"})
 
-    assert [a.status_code for a in answers] == [302, 302, 400]
-    assert b"You can start 2 generations every 60 seconds" in answers[2].content
-    assert preview.status_code == 200  # a preview is not a submission and is not counted
+    assert [a.status_code for a in (first, again, second, third)] == [302, 302, 302, 400]
+    assert again["Location"] == first["Location"]
+    assert b"You can start 2 generations every 60 seconds" in third.content
+    assert preview.status_code == 200
     assert Generation.objects.filter(user=alice).count() == 2
 
 
