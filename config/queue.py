@@ -1,6 +1,6 @@
 """Queue a Celery task by its registered name once the caller's transaction commits.
 
-The one way apps enqueue follow-up work. Naming the task (``"billing.tasks.collect_unpaid"``)
+The one way apps enqueue follow-up work. Naming the task (``"billing.tasks.grant_signup_bonus"``)
 instead of importing it keeps a service from importing its own tasks module, which imports the
 service back. The row the task works on is already committed when the broker is asked, so a
 broker outage is logged and never raised: the caller's re-drive, reconciliation or ``fallback``
