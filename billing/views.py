@@ -1,4 +1,4 @@
-"""Billing pages, the buy action, the Checkout stand-in and Stripe's webhook endpoint."""
+"""Billing pages, the buy and subscribe actions, the portal and the Checkout stand-in."""
 
 from __future__ import annotations
 
