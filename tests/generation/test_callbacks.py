@@ -221,7 +221,7 @@ def test_progress_for_a_job_at_the_provider_is_applied_at_receipt(client, alice)
     assert (callback.outcome, callback.generation_id) == ("progress", generation.pk)
     assert settle_callback(callback.pk) == "already processed"
     # A repeat of the same delivery changes nothing and is reported as a duplicate.
-    assert deliver(body, client=client).json()["duplicate"] is True
+    assert deliver(body, client=client).json()["status"] == "duplicate"
     assert list(generation.events.values_list("name", flat=True)) == ["processing"]
 
 
