@@ -181,17 +181,6 @@ def _isolated_cache(settings):
 
 
 @pytest.fixture
-def eager_celery():
-    """Run queued tasks inline, so a test sees at once what a worker would do with them."""
-    from config.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield
-    app.conf.update(task_always_eager=saved[0], task_eager_propagates=saved[1])
-
-
-@pytest.fixture
 def broker_down():
     """Point Celery's producer at a closed port for the duration of the test."""
     from config.celery import app
