@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
 from django.db import transaction
 from django.dispatch import Signal
 
-logger = logging.getLogger("ledger")
+from config.signals import announce
 
 # Sent inside the transaction that claimed one low-balance notice for a descent below the
 # threshold (ledger_alert_claim said "fire"), with ``account_id``, ``available`` and ``key``, a
@@ -27,18 +26,14 @@ credits_added = Signal()
 
 def announce_credits_added(account_id: UUID, amount: int, *, kind: str, key: str) -> None:
     """Send ``credits_added`` once the caller's transaction commits."""
-
-    def send() -> None:
-        answers = credits_added.send_robust(
-            sender=None, account_id=account_id, amount=amount, kind=kind, key=key
-        )
-        for receiver, answer in answers:
-            if isinstance(answer, Exception):
-                logger.error(
-                    "credits_added receiver %s failed",
-                    getattr(receiver, "__qualname__", receiver),
-                    exc_info=answer,
-                    extra={"account_id": str(account_id)},
-                )
-
-    transaction.on_commit(send, using="default")
+    transaction.on_commit(
+        lambda: announce(
+            credits_added,
+            sender=announce_credits_added,
+            account_id=account_id,
+            amount=amount,
+            kind=kind,
+            key=key,
+        ),
+        using="default",
+    )
