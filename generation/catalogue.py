@@ -44,6 +44,12 @@ class ModelSpec:
     pricing: Callable[[Mapping[str, str]], int]
     expected_seconds: Callable[[Mapping[str, str]], float]
     pricing_note: str = ""
+    # The longest a job may run from submission: signs of life extend its hold up to here, and
+    # no further, so a provider that keeps saying "running" cannot hold credits forever.
+    max_run_seconds: int = 15 * 60
+    # Replicate: an official model runs its latest release and leaves this empty; a community
+    # model must be pinned to one version (Replicate runs community models only by version).
+    provider_version: str = ""
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def parameter(self, name: str) -> Parameter:
@@ -111,6 +117,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             pricing=lambda p: int(p["duration"]) * (15 if p["resolution"] == "480p" else 25),
             pricing_note="15 credits per second at 480p, 25 at 720p",
             expected_seconds=lambda p: 10 + 4 * int(p["duration"]),
+            max_run_seconds=30 * 60,
         ),
         ModelSpec(
             key="sdxl-replicate",
@@ -118,6 +125,8 @@ CATALOGUE: dict[str, ModelSpec] = {
             kind="image",
             provider="replicate",
             provider_model="stability-ai/sdxl",
+            # A community model: pinned, so a new upload by its owner changes nothing here.
+            provider_version="39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b",
             description="Stable Diffusion XL run on Replicate.",
             parameters=(RATIOS,),
             pricing=lambda p: 8,

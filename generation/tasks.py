@@ -14,7 +14,7 @@ from celery.signals import worker_init
 from django.db import OperationalError
 
 from generation.providers.base import ProviderTemporaryError
-from generation.services import callbacks, cancellation, dispatch, reconcile, settlement
+from generation.services import callbacks, cancellation, dispatch, holds, reconcile, settlement
 from media_store.api import IngestTemporaryError
 
 logger = logging.getLogger(__name__)
@@ -85,3 +85,9 @@ def collect_unpaid(account_id: str) -> int:
 def redrive_generations() -> dict[str, int]:
     """Re-enqueue work for every generation and callback past its deadline (beat, every 30 s)."""
     return reconcile.redrive()
+
+
+@shared_task(queue="settle", acks_late=True)
+def keep_running_holds_alive() -> dict[str, int]:
+    """Extend the holds of generations still running at a provider (beat, every minute)."""
+    return holds.keep_running_holds_alive()

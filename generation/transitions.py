@@ -47,12 +47,16 @@ def _apply(
     from_statuses: Iterable[str],
     to_status: str | None = None,
     pending: tuple[str | None, ...] = (None,),
+    unset: tuple[str, ...] = (),
     message: str = "",
     detail: str = "",
     event: bool = True,
     **fields: object,
 ) -> bool:
     """Run one guarded UPDATE and, when it changed the row, write its event in the same commit.
+
+    The guard is the status, the pending claim and, for each field named in ``unset``, that it is
+    still NULL.
 
     One statement, one round trip: lock the row (so the event's from_status is exact), update it
     only if the guard holds, insert the event, and return the new row to refresh ``generation``.
@@ -67,6 +71,10 @@ def _apply(
         pending_sql.append("pending_action IS NULL")
     connection = connections[router.db_for_write(Generation)]
     table = connection.ops.quote_name(Generation._meta.db_table)
+    unset_sql = "".join(
+        f"AND {table}.{connection.ops.quote_name(Generation._meta.get_field(name).column)} IS NULL "
+        for name in unset
+    )
     update = UpdateQuery(Generation)
     compiler = update.get_compiler(connection=connection)
     sets, set_params = [], []
@@ -86,7 +94,7 @@ def _apply(
         f"WHERE id = %s FOR UPDATE), "
         f"changed AS (UPDATE {table} SET {', '.join(sets)} FROM before "
         f"WHERE {table}.id = before.before_id AND {table}.status = ANY(%s) "
-        f"AND ({' OR '.join(pending_sql) or 'false'}) "
+        f"AND ({' OR '.join(pending_sql) or 'false'}) {unset_sql}"
         f"RETURNING {table}.*, before.before_status)"
     )
     params: list[object] = [generation.pk, *set_params, [str(s) for s in from_statuses]]
@@ -163,11 +171,15 @@ def withdraw(generation: Generation) -> bool:
 
 
 def record_dispatch_attempt(generation: Generation) -> bool:
-    """Note a dispatch attempt before the POST (at-most-once providers check it)."""
+    """Claim the one dispatch attempt before the POST (at-most-once providers check it).
+
+    Guarded on no earlier attempt, so of two workers starting the same generation one POSTs.
+    """
     return _apply(
         generation,
         name="dispatch_attempt",
         from_statuses=(Status.RESERVED,),
+        unset=("dispatch_attempted_at",),
         event=False,
         dispatch_attempts=F("dispatch_attempts") + 1,
         dispatch_attempted_at=timezone.now(),
@@ -200,17 +212,22 @@ def dispatch(
     )
 
 
-def refuse_dispatch(generation: Generation, *, detail: str) -> bool:
-    """reserved -> failed (release pending): the provider refused the job for good."""
+def refuse_dispatch(
+    generation: Generation,
+    *,
+    detail: str,
+    message: str = "The provider refused this request. Your credits were returned.",
+) -> bool:
+    """reserved -> failed (release pending): the job cannot start (refused, or hold lapsed)."""
     return _apply(
         generation,
         name="failed",
         from_statuses=(Status.RESERVED,),
         to_status=Status.FAILED,
-        message="The provider refused the request.",
+        message=message,
         detail=detail,
         pending_action=PendingAction.RELEASE,
-        error_message="The provider refused this request. Your credits were returned.",
+        error_message=message,
         error_detail=detail,
         next_check_at=_later(settings.GENERATION_SETTLE_GRACE_SECONDS),
         finished_at=timezone.now(),

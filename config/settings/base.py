@@ -266,6 +266,12 @@ CELERY_BEAT_SCHEDULE = {
     # Every 30 s: the re-drive is the recovery path when the broker lost messages or a worker
     # died; 30 s bounds how long such work waits, at the cost of one indexed query per run.
     "generation-redrive": {"task": "generation.tasks.redrive_generations", "schedule": 30.0},
+    # Every minute: a running job's hold must not lapse between its signs of life; holds live
+    # at least GENERATION_HOLD_MIN_SECONDS (300 s), so a minute leaves four chances to extend.
+    "generation-keep-holds-alive": {
+        "task": "generation.tasks.keep_running_holds_alive",
+        "schedule": 60.0,
+    },
     # Daily: objects a crashed ingest left without an asset row (MEDIA_ORPHAN_GRACE_SECONDS old).
     "media-sweep-orphans": {
         "task": "media_store.tasks.sweep_orphan_objects",

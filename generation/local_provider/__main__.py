@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--delay-ms", type=int, default=int(os.environ.get("LOCAL_PROVIDER_DELAY_MS", "500"))
     )
+    parser.add_argument(
+        "--progress-ms",
+        type=int,
+        default=int(os.environ.get("LOCAL_PROVIDER_PROGRESS_MS", "1000")),
+        help="how often a job at least twice as long calls back with its progress (0: never)",
+    )
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument(
         "--faults",
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         secret=args.secret,
         api_key=args.api_key,
         delay_ms=args.delay_ms,
+        progress_ms=args.progress_ms,
         image_size=args.image_size,
         faults=clean_faults(json.loads(args.faults)),
     )

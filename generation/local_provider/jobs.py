@@ -8,7 +8,8 @@ polling still works), ``crash`` (the job vanishes mid-way: 404 and no callback),
 (output files answer 404), ``vanish_ms`` (the job answers 404 for that long, then succeeds and
 calls back late), ``callback_delay_ms`` (wait before sending the final callback),
 ``slow_output_ms`` (output downloads stall that long first: a settle caught mid-ingest),
-``corrupt_output`` (outputs are served cut off halfway: a file that is not what it claims).
+``corrupt_output`` (outputs are served cut off halfway: a file that is not what it claims),
+``progress_ms`` (how often a long job calls back with ``generation.progress``; 0 never).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ FAULT_KEYS = {
     "callback_delay_ms": int,
     "slow_output_ms": int,
     "corrupt_output": bool,
+    "progress_ms": int,
 }
 
 
@@ -91,6 +93,7 @@ class Config:
     secret: str
     api_key: str = ""
     delay_ms: int = 500
+    progress_ms: int = 1000
     image_size: int = 256
     faults: dict = field(default_factory=dict)
 
@@ -147,7 +150,11 @@ class LocalProvider:
         job.status, job.progress = "processing", 10
         if not faults.get("reorder"):
             self.deliver(job, "generation.started")
-        steps = 3
+        # A job that runs for at least two reporting intervals calls back with its progress once
+        # per interval, as a long video job would; shorter ones only report started and done.
+        every = faults.get("progress_ms", self.config.progress_ms) / 1000
+        report = every > 0 and total >= 2 * every
+        steps = max(3, int(total // every)) if report else 3
         for step in range(steps):
             time.sleep(max(total - min(total / 4, 0.2), 0) / steps)
             if job.status == "canceled":
@@ -156,6 +163,8 @@ class LocalProvider:
             if faults.get("crash") and step == 1:
                 job.lost = True  # as if the provider died with the job in memory
                 return
+            if report and step < steps - 1:
+                self.deliver(job, "generation.progress")
         if faults.get("vanish_ms"):
             job.vanished_until = time.monotonic() + faults["vanish_ms"] / 1000
             time.sleep(faults["vanish_ms"] / 1000)
@@ -272,6 +281,7 @@ class LocalProvider:
             "generation_status": status or job.status,
             "generation_prediction_id": f"pred_{job.id[:8]}",
             "generation_id": job.id,
+            "generation_progress": job.progress,
         }
         if (status or job.status) == "succeeded":
             data["generation_output_file"] = self.output_urls(job)

@@ -13,6 +13,8 @@ import httpx
 from config.payloads import MalformedPayload, loads
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from generation.models import Generation
 
 
@@ -138,6 +140,13 @@ class Provider(ABC):
     @abstractmethod
     def submit(self, generation: Generation) -> str:
         """Start the job and return the provider's job id."""
+
+    def find_job(self, generation: Generation, since: datetime) -> str | None:
+        """Return the job an uncertain start (attempted at ``since``) created, if any.
+
+        Only providers without an idempotent submit need it; the default knows no way to look.
+        """
+        return None
 
     @abstractmethod
     def status(self, job_id: str) -> JobReport:

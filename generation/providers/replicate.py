@@ -1,16 +1,19 @@
 """Replicate adapter: predictions with a webhook, Standard Webhooks verification, cancel.
 
 Replicate has no idempotency key, so dispatch is at most once: the attempt is recorded before the
-POST and an uncertain attempt is never repeated (services resolve it). Outputs are deleted an hour
+POST and an uncertain attempt is never repeated; a re-driven start looks its prediction up in the
+account's recent predictions instead (``find_job``). Outputs are deleted an hour
 after completion, so a success whose files are gone is reported as ``gone``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
 from generation import catalogue
 from generation.providers.base import (
@@ -21,6 +24,7 @@ from generation.providers.base import (
     JobReport,
     JobState,
     Provider,
+    load_json,
 )
 from generation.providers.signing import SignatureError, verify_standard
 
@@ -35,6 +39,8 @@ _STATES = {
     "canceled": JobState.CANCELED,
     "aborted": JobState.CANCELED,
 }
+# How many pages of recent predictions a re-driven start reads looking for its own.
+FIND_PAGES = 5
 RATIO_SIZES = {"1:1": (1024, 1024), "16:9": (1344, 768), "9:16": (768, 1344), "4:3": (1152, 896)}
 
 
@@ -53,6 +59,20 @@ def _report(prediction: Mapping) -> JobReport:
         state = JobState.GONE
     error = prediction.get("error")
     return JobReport(state=state, output_urls=urls, error=str(error) if error else "")
+
+
+def _is_ours(prediction: Mapping, body: Mapping, spec: catalogue.ModelSpec) -> bool:
+    """Whether a listed prediction is the one ``body`` started (webhook first, else input)."""
+    if not prediction.get("id"):
+        return False
+    if prediction.get("webhook"):
+        return prediction["webhook"] == body["webhook"]
+    same_model = (
+        prediction.get("version") == spec.provider_version
+        if spec.provider_version
+        else prediction.get("model") == spec.provider_model
+    )
+    return same_model and prediction.get("input") == body["input"]
 
 
 class ReplicateProvider(Provider):
@@ -75,7 +95,13 @@ class ReplicateProvider(Provider):
     def webhook_url(self, generation: Generation) -> str:
         return f"{settings.SITE_URL}/webhooks/providers/replicate/?generation={generation.id}"
 
-    def submit(self, generation: Generation) -> str:
+    def prediction(self, generation: Generation) -> tuple[str, dict[str, object]]:
+        """Return the endpoint and body that start this generation's prediction.
+
+        An official model (no pinned version in the catalogue) runs through
+        ``models/{owner}/{name}/predictions``; a community model through ``/predictions`` with
+        its pinned ``version``.
+        """
         spec = catalogue.get_model(generation.model_key)
         width, height = RATIO_SIZES.get(generation.params.get("ratio", "1:1"), (1024, 1024))
         body: dict[str, object] = {
@@ -83,12 +109,12 @@ class ReplicateProvider(Provider):
             "webhook": self.webhook_url(generation),
             "webhook_events_filter": ["start", "completed"],
         }
-        model, _, version = spec.provider_model.partition(":")
-        if version:
-            body["version"] = version
-            url = "/predictions"
-        else:
-            url = f"/models/{model}/predictions"
+        if spec.provider_version:
+            return "/predictions", {"version": spec.provider_version, **body}
+        return f"/models/{spec.provider_model}/predictions", body
+
+    def submit(self, generation: Generation) -> str:
+        url, body = self.prediction(generation)
         response = self.request("POST", url, json=body)
         if response.status_code >= 400:
             raise DispatchRefused(f"HTTP {response.status_code}: {response.text[:500]}")
@@ -96,6 +122,33 @@ class ReplicateProvider(Provider):
         if not prediction_id:
             raise DispatchRefused(f"no prediction id in {response.text[:300]}")
         return str(prediction_id)
+
+    def find_job(self, generation: Generation, since: datetime) -> str | None:
+        """Find the prediction an uncertain start created, in the account's recent predictions.
+
+        Replicate lists predictions newest first; one created since the attempt (less a minute
+        for clock skew) that carries this generation's webhook URL, or failing that its exact
+        input on the same model, is ours. Pages stop once they are older than the attempt.
+        """
+        _, body = self.prediction(generation)
+        spec = catalogue.get_model(generation.model_key)
+        oldest = since - timedelta(minutes=1)
+        url: str | None = "/predictions"
+        for _ in range(FIND_PAGES):
+            if url is None:
+                break
+            response = self.request("GET", url)
+            if response.status_code >= 400:
+                return None  # cannot look: the grace period decides, as with no answer
+            page = load_json(response.content)
+            for prediction in page.get("results") or ():
+                created = parse_datetime(str(prediction.get("created_at") or ""))
+                if created is None or created < oldest:
+                    return None
+                if _is_ours(prediction, body, spec):
+                    return str(prediction["id"])
+            url = page.get("next")
+        return None
 
     def status(self, job_id: str) -> JobReport:
         response = self.request("GET", f"/predictions/{job_id}")

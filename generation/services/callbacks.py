@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import uuid
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from generation import catalogue, transitions
-from generation.models import Generation, ProviderCallback, Status
+from generation.models import AT_PROVIDER, Generation, ProviderCallback, Status
+from generation.providers import get_provider
 from generation.providers.base import CallbackEvent, JobReport, JobState
+from generation.services.holds import keep_hold_alive
 from generation.services.queueing import enqueue_after_commit
 from generation.services.settlement import apply_report
+
+logger = logging.getLogger(__name__)
 
 
 class CallbackNotReady(Exception):
@@ -34,7 +39,15 @@ def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> t
         with transaction.atomic():
             generation = (
                 Generation.objects.filter(provider=provider, provider_job_id=event.job_id)
-                .only("pk", "status", "progress")
+                .only(
+                    "pk",
+                    "status",
+                    "progress",
+                    "pending_action",
+                    "model_key",
+                    "created_at",
+                    "hold_ttl_seconds",
+                )
                 .first()
             )
             outcome = ""
@@ -43,6 +56,10 @@ def record_callback(provider: str, event: CallbackEvent, *, hint: str = "") -> t
                 and generation is not None
                 and generation.status not in (Status.QUEUED, Status.RESERVED)
             ):
+                if generation.status in AT_PROVIDER and not generation.pending_action:
+                    # A sign of life keeps the credits held; the ledger call comes before this
+                    # transaction's first write, as ledger.api requires.
+                    keep_hold_alive(generation)
                 outcome = apply_report(generation, report)
             callback = ProviderCallback.objects.create(
                 provider=provider,
@@ -111,6 +128,28 @@ def _success_came_first(callback: ProviderCallback) -> bool:
     ).exists()
 
 
+def _cancel_orphan(callback: ProviderCallback) -> bool:
+    """Stop a job started for a generation that ended up with another job, or with none.
+
+    Only a duplicated start makes one; it is canceled at the provider (so it is not billed to
+    run on) and the callback row records it. A generation still waiting to bind is left alone.
+    """
+    try:
+        hinted = uuid.UUID(callback.generation_hint)
+    except ValueError:
+        return False
+    owner = Generation.objects.filter(pk=hinted, provider=callback.provider).first()
+    if owner is None or (owner.status == Status.RESERVED and owner.provider_job_id is None):
+        return False
+    get_provider(callback.provider).cancel(callback.provider_job_id)
+    logger.warning("canceled orphan job %s started for %s", callback.provider_job_id, owner.pk)
+    ProviderCallback.objects.filter(pk=callback.pk, processed_at__isnull=True).update(
+        processed_at=timezone.now(),
+        outcome=f"orphan job canceled at the provider (generation {owner.pk})",
+    )
+    return True
+
+
 def settle_callback(callback_id: int) -> str:
     """Apply one stored callback to its generation; raise CallbackNotReady to retry later."""
     callback = ProviderCallback.objects.select_related("generation").get(pk=callback_id)
@@ -124,6 +163,8 @@ def settle_callback(callback_id: int) -> str:
         ).first()
     if generation is None and callback.generation_hint:
         generation = _bind_hinted_generation(callback)
+        if generation is None and _cancel_orphan(callback):
+            return "orphan canceled"
     if generation is None:
         raise CallbackNotReady(f"no generation has job {callback.provider_job_id} yet")
     if callback.generation_id != generation.pk:
@@ -153,6 +194,8 @@ def settle_callback(callback_id: int) -> str:
     # must run outside a transaction and is marked after.
     running = report.state == JobState.RUNNING
     with transaction.atomic() if running else contextlib.nullcontext():
+        if running and generation.status in AT_PROVIDER and not generation.pending_action:
+            keep_hold_alive(generation)  # a sign of life, before the first write
         outcome = apply_report(generation, report, with_capture=mark_processed)
         if not marked:
             mark_processed(outcome)

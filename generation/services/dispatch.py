@@ -15,7 +15,7 @@ from generation import catalogue, transitions
 from generation.models import Generation, Status
 from generation.providers import get_provider, provider_classes
 from generation.providers.base import DispatchRefused, ProviderTemporaryError
-from generation.services.holds import finish_release
+from generation.services.holds import finish_release, keep_hold_alive
 from generation.services.queueing import send_after_commit
 from ledger import api as ledger
 from media_store import api as media
@@ -39,6 +39,7 @@ def warm_up() -> None:
 def start_generation(generation_id: uuid.UUID | str) -> str:
     """Hold the credits of a queued generation, then dispatch a reserved one."""
     generation = Generation.objects.get(pk=generation_id)
+    held_now = False
     if generation.status == Status.QUEUED:
         # One commit: the hold (first, before any row is written) and the transition it allows.
         with transaction.atomic():
@@ -54,6 +55,7 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
             elif result.status == ledger.HoldOutcome.INSUFFICIENT:
                 transitions.reject(generation, available=result.available)
         if held:
+            held_now = reserved and result.status == ledger.HoldOutcome.HELD
             if not reserved:
                 generation.refresh_from_db()  # another run reserved it, or it moved on
         elif result.status == ledger.HoldOutcome.INSUFFICIENT:
@@ -66,23 +68,35 @@ def start_generation(generation_id: uuid.UUID | str) -> str:
             )
             return f"hold {result.status}"
     if generation.status == Status.RESERVED and generation.pending_action is None:
-        return dispatch_generation(generation)
+        return dispatch_generation(generation, fresh_hold=held_now)
     return f"nothing to start ({generation.status})"
 
 
-def dispatch_generation(generation: Generation) -> str:
+def dispatch_generation(generation: Generation, *, fresh_hold: bool = False) -> str:
     """Send a reserved generation to its provider and record the job id.
 
     BabySea keys the request by our id, so a retry returns the same job and the attempt is
     counted with the dispatch. Replicate has no key: the attempt is recorded before the POST and
-    never repeated; ``resolve_uncertain_dispatch`` handles it instead.
+    never repeated; ``resolve_uncertain_dispatch`` handles it instead. ``fresh_hold`` says the
+    hold was placed moments ago in this same start, so it is pending with its whole lifetime.
     """
     provider = get_provider(generation.provider)
-    if not provider.idempotent_submit:
-        if generation.dispatch_attempted_at is not None:
-            return resolve_uncertain_dispatch(generation)
-        if not transitions.record_dispatch_attempt(generation):
-            return f"not reserved ({generation.status})"
+    if not provider.idempotent_submit and generation.dispatch_attempted_at is not None:
+        return resolve_uncertain_dispatch(generation)
+    # Dispatch is a sign of life, and the check that the credits are still held: a hold that
+    # lapsed (or a job past its model's maximum run time) starts nothing at the provider.
+    hold = ledger.ExtendOutcome.EXTENDED if fresh_hold else keep_hold_alive(generation)
+    if hold != ledger.ExtendOutcome.EXTENDED:
+        if transitions.refuse_dispatch(
+            generation,
+            detail=f"hold {hold} before dispatch",
+            message="This generation could not start in time. Your credits were returned.",
+        ):
+            finish_release(generation)
+        return f"not dispatched (hold {hold})"
+    if not provider.idempotent_submit and not transitions.record_dispatch_attempt(generation):
+        # Another worker claimed the attempt (or the row moved on): it alone sends the POST.
+        return f"not claimed ({generation.status})"
     try:
         job_id = provider.submit(generation)
     except DispatchRefused as error:
@@ -110,8 +124,19 @@ def dispatch_generation(generation: Generation) -> str:
 
 
 def resolve_uncertain_dispatch(generation: Generation) -> str:
-    """Fail and release an at-most-once dispatch that never reported a job id within the grace."""
+    """Find the job an uncertain at-most-once dispatch created; else, after the grace, release.
+
+    The start is never sent again: the provider is asked for a job this attempt created, and
+    one found is recorded as the dispatch.
+    """
     attempted = generation.dispatch_attempted_at
+    job_id = get_provider(generation.provider).find_job(generation, attempted)
+    if job_id:
+        expected = catalogue.expected_seconds(generation.model_key, generation.params)
+        if transitions.dispatch(generation, job_id, expected_seconds=expected):
+            return "dispatched (found the attempted job)"
+        generation.refresh_from_db()
+        return f"found the attempted job ({generation.status})"
     grace = timedelta(seconds=settings.GENERATION_DISPATCH_GRACE_SECONDS)
     if attempted and timezone.now() - attempted < grace:
         return "waiting for the uncertain dispatch"

@@ -9,14 +9,49 @@ claim for the re-drive, and the keyed ledger calls make the repeat harmless.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from config.ops import ops_alert
-from generation import transitions
-from generation.models import Generation, PendingAction, Status
+from generation import catalogue, transitions
+from generation.models import AT_PROVIDER, Generation, PendingAction, Status
 from ledger import api as ledger
+
+
+def keep_hold_alive(generation: Generation) -> str:
+    """Extend the hold by its TTL on a sign of life, never past the model's maximum run time.
+
+    Returns the ledger's answer (extended | not_pending | not_found), or ``past_max_run`` when
+    the job has used up its model's maximum run time and the hold is left to lapse. Like every
+    ledger call it runs outside a transaction or before the transaction's first write.
+    """
+    spec = catalogue.get_model(generation.model_key)
+    deadline = generation.created_at + timedelta(seconds=spec.max_run_seconds)
+    remaining = math.floor((deadline - timezone.now()).total_seconds())
+    ttl = min(generation.hold_ttl_seconds, remaining)
+    if ttl < 1:
+        return "past_max_run"
+    return ledger.extend(generation.hold_reference, ttl=timedelta(seconds=ttl)).status
+
+
+def keep_running_holds_alive(limit: int = 1000) -> dict[str, int]:
+    """Extend the holds of generations running at a provider (beat), each within its bound.
+
+    Callbacks and polls extend holds too, but a provider may run quietly for longer than a
+    hold lives; this keeps such a job's credits held until it reports or reaches its limit.
+    """
+    counts: dict[str, int] = {}
+    running = Generation.objects.filter(status__in=AT_PROVIDER, pending_action__isnull=True).only(
+        "pk", "model_key", "created_at", "hold_ttl_seconds"
+    )[:limit]
+    for generation in running:
+        outcome = keep_hold_alive(generation)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
 
 
 def finish_release(generation: Generation) -> str:

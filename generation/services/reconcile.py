@@ -15,7 +15,7 @@ from generation.models import AT_PROVIDER, Generation, ProviderCallback, Status
 from generation.providers import get_provider
 from generation.providers.base import JobState, ProviderTemporaryError
 from generation.services.dispatch import start_generation
-from generation.services.holds import finish_pending
+from generation.services.holds import finish_pending, keep_hold_alive
 from generation.services.queueing import send_after_commit
 from generation.services.settlement import apply_report, retry_unpaid_capture, settle_failure
 from ledger import api as ledger
@@ -43,11 +43,9 @@ def reconcile_generation(generation_id: uuid.UUID | str) -> str:
     # A callback may have moved the row while the poll was in flight.
     generation.refresh_from_db()
     if report.state == JobState.RUNNING:
-        extended = ledger.extend(
-            generation.hold_reference, ttl=timedelta(seconds=generation.hold_ttl_seconds)
-        )
+        extended = keep_hold_alive(generation)
         apply_report(generation, report)
-        return f"running (hold {extended.status})"
+        return f"running (hold {extended})"
     if report.state == JobState.MISSING:
         if ledger.hold_status(generation.hold_reference) == ledger.HoldStatus.EXPIRED:
             transitions.expire(generation, detail="provider does not know the job")

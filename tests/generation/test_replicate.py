@@ -1,10 +1,12 @@
 """The Replicate adapter against an httpx transport that plays Replicate's API."""
 
+import dataclasses
 import json
 
 import httpx
 import pytest
 
+from generation import catalogue
 from generation.models import Generation
 from generation.providers.base import DispatchRefused, JobState, ProviderTemporaryError
 from generation.providers.replicate import ReplicateProvider
@@ -47,10 +49,13 @@ def test_submit_posts_a_prediction_with_our_webhook_and_no_idempotency_key(
     generation = _generation(alice)
     assert provider.submit(generation) == "pred-123"
     (request,) = seen
-    assert request.url.path == "/v1/models/stability-ai/sdxl/predictions"
+    # SDXL is a community model: Replicate runs it only by its pinned version.
+    assert request.url.path == "/v1/predictions"
     assert request.headers["authorization"] == "Bearer r8_test_token"
     assert "idempotency-key" not in request.headers
     body = json.loads(request.content)
+    assert body["version"] == catalogue.get_model("sdxl-replicate").provider_version
+    assert len(body["version"]) == 64
     assert body["webhook"] == (
         f"https://app.example.com/webhooks/providers/replicate/?generation={generation.id}"
     )
@@ -112,3 +117,36 @@ def test_cancel_posts_to_the_cancel_url(replicate_settings):
     )
     provider.cancel("pred-9")
     assert (seen[0].method, seen[0].url.path) == ("POST", "/v1/predictions/pred-9/cancel")
+
+
+def test_official_model_runs_through_the_models_endpoint_without_a_version(
+    replicate_settings, alice, monkeypatch
+):
+    """A catalogue entry with no pinned version is an official model: models/{owner}/{name}."""
+    official = dataclasses.replace(
+        catalogue.get_model("sdxl-replicate"),
+        provider_model="black-forest-labs/flux-schnell",
+        provider_version="",
+    )
+    monkeypatch.setitem(catalogue.CATALOGUE, "sdxl-replicate", official)
+    seen = []
+    provider = ReplicateProvider(
+        transport=httpx.MockTransport(
+            lambda r: seen.append(r) or httpx.Response(201, json={"id": "p1", "status": "starting"})
+        )
+    )
+    assert provider.submit(_generation(alice)) == "p1"
+    assert seen[0].url.path == "/v1/models/black-forest-labs/flux-schnell/predictions"
+    assert "version" not in json.loads(seen[0].content)
+
+
+def test_every_shipped_replicate_model_says_how_it_runs():
+    """Community models carry a 64-hex version; the catalogue names owner/name without one."""
+    for spec in catalogue.CATALOGUE.values():
+        if spec.provider == "replicate":
+            assert ":" not in spec.provider_model
+            owner, _, name = spec.provider_model.partition("/")
+            assert owner and name
+            if spec.provider_version:
+                assert len(spec.provider_version) == 64
+                int(spec.provider_version, 16)
