@@ -313,16 +313,29 @@ def claim_capture(generation: Generation) -> bool:
     )
 
 
-def record_capture(generation: Generation, *, to_status: str, ledger_status: str) -> bool:
-    """Apply the capture's outcome: -> succeeded (captured or late_charged) or -> unpaid."""
+def record_capture(
+    generation: Generation,
+    *,
+    to_status: str,
+    ledger_status: str,
+    charged: int | None = None,
+    shortfall: str = "",
+) -> bool:
+    """Apply the capture's outcome: -> succeeded (captured or late_charged) or -> unpaid.
+
+    ``charged`` is what was captured when less than the cost arrived, and ``shortfall`` says
+    so in the customer's words.
+    """
     unpaid = to_status == Status.UNPAID
     late = generation.status in (Status.FAILED, Status.EXPIRED, Status.UNPAID)
+    amount = generation.cost if charged is None else charged
+    returned = f" {shortfall}; {generation.cost - amount} credits returned." if shortfall else ""
     if unpaid:
         message = "The output arrived late and your balance did not cover it; it is withheld."
     elif late:
-        message = f"The output arrived late; {generation.cost} credits charged."
+        message = f"The output arrived late; {amount} credits charged.{returned}"
     else:
-        message = f"Done; {generation.cost} credits charged."
+        message = f"Done; {amount} credits charged.{returned}"
     was_unpaid = generation.status == Status.UNPAID
     with transaction.atomic():
         changed = _apply(

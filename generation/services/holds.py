@@ -20,6 +20,7 @@ from config.ops import ops_alert
 from generation import catalogue, transitions
 from generation.models import AT_PROVIDER, Generation, PendingAction, Status
 from ledger import api as ledger
+from media_store import api as media
 
 
 def keep_hold_alive(generation: Generation) -> str:
@@ -69,6 +70,22 @@ def finish_release(generation: Generation) -> str:
     return result.status
 
 
+def delivered_charge(generation: Generation) -> tuple[int, str]:
+    """Return what to charge for the stored outputs, and what fell short in the customer's words.
+
+    Fewer images than were paid for are charged pro rata, rounded down; the amount comes from
+    the stored outputs, so every retry of the capture asks the ledger for the same amount.
+    """
+    ordered = int(generation.params.get("outputs") or 1)
+    if ordered <= 1:
+        return generation.cost, ""
+    delivered = min(len(media.assets_for_generation(generation.pk)), ordered)
+    if delivered >= ordered or delivered == 0:
+        return generation.cost, ""
+    amount = max(generation.cost * delivered // ordered, 1)
+    return amount, f"{delivered} of {ordered} images arrived"
+
+
 def finish_capture(generation: Generation, *, also: Callable[[str], None] | None = None) -> str:
     """Capture the hold claimed for a success; the outcome picks succeeded or unpaid.
 
@@ -80,11 +97,18 @@ def finish_capture(generation: Generation, *, also: Callable[[str], None] | None
         ledger.CaptureOutcome.DUPLICATE,
         ledger.CaptureOutcome.LATE_CHARGED,
     )
+    amount, shortfall = delivered_charge(generation)
     with transaction.atomic():
-        result = ledger.capture(generation.hold_reference)
+        result = ledger.capture(
+            generation.hold_reference, amount if amount < generation.cost else None
+        )
         if result.status in charged:
             transitions.record_capture(
-                generation, to_status=Status.SUCCEEDED, ledger_status=result.status
+                generation,
+                to_status=Status.SUCCEEDED,
+                ledger_status=result.status,
+                charged=amount,
+                shortfall=shortfall,
             )
         elif result.status == ledger.CaptureOutcome.UNPAID:
             transitions.record_capture(

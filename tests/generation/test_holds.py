@@ -16,7 +16,14 @@ from generation.services.dispatch import start_generation
 from generation.services.holds import keep_hold_alive, keep_running_holds_alive
 from ledger import api as ledger
 from tests.e2e.helpers import wait_until
-from tests.generation.flow import start, submit
+from tests.generation.flow import (
+    callback_body,
+    deliver,
+    finished_job,
+    settle_pending_callbacks,
+    start,
+    submit,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -113,3 +120,25 @@ def test_beat_extends_the_holds_of_running_generations_only(alice, fund):
 
     assert counts == {"extended": 1}
     assert expires_at(running) >= before + timedelta(seconds=250)
+
+
+def test_three_of_four_images_capture_three_quarters_and_return_the_rest(
+    alice, fund, local_provider
+):
+    """Fewer outputs than paid for: partial capture pro rata, the timeline says so."""
+    fund(alice, 100)
+    generation = start(submit(alice, params={"outputs": "4"}))
+    assert generation.cost == 20
+    data = finished_job(local_provider, generation)
+    data["generation_output_file"] = data["generation_output_file"][:3]
+    assert deliver(callback_body(data)).status_code == 200
+    settle_pending_callbacks()
+
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED
+    assert ledger.hold_status(generation.hold_reference) == "captured"
+    balance = ledger.balance(alice.pk)
+    assert (balance.available, balance.held) == (85, 0)
+    assert ledger.check() == []
+    done = generation.events.get(name="succeeded")
+    assert done.message == ("Done; 15 credits charged. 3 of 4 images arrived; 5 credits returned.")
