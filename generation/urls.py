@@ -12,4 +12,10 @@ urlpatterns = [
     path("<uuid:generation_id>/progress/", views.progress, name="progress"),
     path("<uuid:generation_id>/cancel/", views.cancel, name="cancel"),
     path("<uuid:generation_id>/delete/", views.delete, name="delete"),
+    path("<uuid:generation_id>/media/<uuid:asset_id>/", views.viewer, name="viewer"),
+    path(
+        "<uuid:generation_id>/media/<uuid:asset_id>/download/",
+        views.download,
+        name="download",
+    ),
 ]

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -18,17 +18,23 @@ from generation.models import Generation, Status
 from generation.services.cancellation import cancel_generation
 from generation.services.submission import offered_models, provider_status, submit_generation
 from ledger import api as ledger
+from media_store import api as media
 
 
 def _available(request: HttpRequest) -> int:
     return ledger.request_balance(request).available
 
 
+def _fitting(spec, data) -> dict:
+    """Keep the options that fit this model: after a model change the old ones may not."""
+    return {p.name: data.get(p.name) for p in spec.parameters if data.get(p.name) in p.choices}
+
+
 def _estimate(request: HttpRequest, model_key: str, data) -> dict:
     """Return the live estimate: price, the user's balance and why submitting is disabled."""
     try:
         spec = catalogue.get_model(model_key)
-        params = catalogue.clean_parameters(spec, data)
+        params = catalogue.clean_parameters(spec, _fitting(spec, data))
         cost = catalogue.price(spec.key, params)
     except GenerationError as error:
         return {"cost": None, "error": str(error), "disabled_reason": str(error)}
@@ -108,21 +114,14 @@ def _create_page(request: HttpRequest, *, error: str) -> HttpResponse:
     if spec is None and requested and not error:
         error = "That model is not available here. Choose one of the models below."
     spec = spec or (offered[0] if offered else None)
-    # Options and prompt carry over only for the model they were chosen for.
-    source = data if spec and spec.key == requested else {}
-    estimate = _estimate(request, spec.key, source) if spec else {}
-    chosen = estimate.get("params") or {}
-    parameters = spec.parameters if spec else ()
-    fields = [(p, chosen.get(p.name, source.get(p.name, p.default))) for p in parameters]
     return render(
         request,
         "generation/create.html",
         {
+            **_settings(request, spec, data),
             "models": offered,
-            "selected": spec,
-            "fields": fields,
-            "estimate": estimate,
-            "prompt": source.get("prompt", ""),
+            # The prompt stays whatever model is picked (a preview POST, never a URL).
+            "prompt": request.POST.get("prompt", ""),
             "error": error,
             "submission_key": submission.new_key(),
             "prompt_min": catalogue.PROMPT_MIN,
@@ -132,16 +131,29 @@ def _create_page(request: HttpRequest, *, error: str) -> HttpResponse:
     )
 
 
+def _settings(request: HttpRequest, spec, data) -> dict:
+    """Return the chosen model's option fields and the live estimate for them."""
+    if spec is None:
+        return {"selected": None, "fields": [], "estimate": {}}
+    estimate = _estimate(request, spec.key, data)
+    chosen = estimate.get("params") or {}
+    fields = [(p, chosen.get(p.name, p.default)) for p in spec.parameters]
+    return {"selected": spec, "fields": fields, "estimate": estimate}
+
+
 @login_required
-@require_GET
+@require_POST
 def estimate(request: HttpRequest) -> HttpResponse:
-    """Render the live cost estimate for the chosen model and parameters (htmx partial)."""
-    model_key = request.GET.get("model", "")
-    return render(
-        request,
-        "generation/partials/estimate.html",
-        {"estimate": _estimate(request, model_key, request.GET)},
-    )
+    """Render the options and the live price for the chosen model (htmx partial).
+
+    A POST, so nothing the form holds ever lands in a URL or an access log.
+    """
+    requested = request.POST.get("model", "")
+    spec = next((m for m in offered_models() if m.key == requested), None)
+    context = _settings(request, spec, request.POST)
+    if spec is None:
+        context["estimate"] = {"error": "That model is not available here. Choose another."}
+    return render(request, "generation/partials/settings.html", context)
 
 
 def _own(request: HttpRequest, generation_id: uuid.UUID) -> Generation:
@@ -158,6 +170,39 @@ def _live_context(generation: Generation) -> dict:
         "outputs": selectors.outputs(generation),
         "events": list(generation.events.all()),
     }
+
+
+def _own_output(request: HttpRequest, generation_id: uuid.UUID, asset_id: uuid.UUID):
+    generation = _own(request, generation_id)
+    asset = next((a for a in selectors.outputs(generation) if a.id == asset_id), None)
+    if asset is None:
+        raise Http404("No such output")
+    return generation, asset
+
+
+@login_required
+@require_GET
+def viewer(request: HttpRequest, generation_id: uuid.UUID, asset_id: uuid.UUID) -> HttpResponse:
+    """Show one output large inside the app; each visit signs its media URL afresh."""
+    generation, asset = _own_output(request, generation_id, asset_id)
+    context = {"generation": generation, "asset": asset}
+    context["spec"] = catalogue.CATALOGUE.get(generation.model_key)
+    return render(request, "generation/viewer.html", context)
+
+
+@login_required
+@require_GET
+def download(request: HttpRequest, generation_id: uuid.UUID, asset_id: uuid.UUID):
+    """Send one output as a file download, streamed through the app (no storage link)."""
+    generation, asset = _own_output(request, generation_id, asset_id)
+    extension = asset.content_type.rpartition("/")[2].split("+")[0] or "bin"
+    name = f"{generation.model_key}-{str(generation.pk)[:8]}.{extension}"
+    return FileResponse(
+        media.open_asset(asset.id),
+        as_attachment=True,
+        filename=name,
+        content_type=asset.content_type,
+    )
 
 
 @login_required

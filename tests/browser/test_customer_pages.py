@@ -11,6 +11,7 @@ from django.utils import timezone
 from billing.models import CheckoutSession, PaymentReversal, StripeMode
 from generation.models import Generation
 from ledger import api as ledger
+from tests.e2e.helpers import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -109,3 +110,64 @@ def test_on_a_phone_the_navigation_keeps_every_section_with_44px_targets(
         assert link.is_visible(), name
         assert link.bounding_box()["height"] >= TAP, name
     browser.shot("nav-phone")
+
+
+def test_the_generate_page_keeps_the_prompt_prices_by_post_and_shows_the_output_large(
+    app, browser, user_factory
+):
+    user = user_factory()
+    ledger.grant(user.pk, 100, key=f"browser:{uuid.uuid4()}", source="test")
+    browser.login_as(user)
+    page = browser.page
+    prompt = "a lighthouse in fog, watercolour"
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    browser.go("/generations/new/")
+
+    box = page.get_by_label("Prompt").bounding_box()
+    assert box["y"] < page.locator("#model-picker").bounding_box()["y"]
+    page.get_by_label("Prompt").fill(prompt)
+    page.locator("#model-picker label", has_text="Flux Pro").click()
+    expect = page.locator("#estimate .stat")
+    wait_until(lambda: expect.inner_text() == "12", timeout=10, what="the price of Flux Pro")
+    assert page.get_by_label("Prompt").input_value() == prompt
+    browser.shot("generate-form")
+    page.locator("#model-picker label", has_text="Flux Schnell").click()
+    wait_until(lambda: expect.inner_text() == "5", timeout=10, what="the price of Flux Schnell")
+    assert not [url for url in urls if "lighthouse" in url], urls
+
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_url("**/generations/*/")
+    image = page.locator("#generation-live .media-hero img")
+    image.wait_for(timeout=45_000)
+    wait_until(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"),
+        timeout=15,
+        what="the output to load",
+    )
+    assert image.bounding_box()["width"] >= 300
+    for name in ("Download", "View full size"):
+        assert page.get_by_role("link", name=name).bounding_box()["height"] >= TAP
+    browser.shot("generation-output")
+
+    href = page.get_by_role("link", name="Download").get_attribute("href")
+    download = page.request.get(browser.base_url + href)
+    assert download.status == 200
+    assert download.headers["content-disposition"].startswith("attachment")
+
+    page.get_by_role("link", name="View full size").click()
+    page.wait_for_url("**/media/**")
+    viewer = page.locator("figure img")
+    wait_until(
+        lambda: viewer.evaluate("img => img.complete && img.naturalWidth > 0"),
+        timeout=15,
+        what="the viewer's image to load",
+    )
+    browser.shot("output-viewer")
+    page.go_back()
+
+    page.get_by_role("button", name="Run again with these settings").click()
+    page.wait_for_url("**/generations/new/")
+    assert page.get_by_label("Prompt").input_value() == prompt
+    assert page.locator("#model-picker input:checked").get_attribute("value") == "flux-schnell"
+    assert not [url for url in urls if "lighthouse" in url], urls

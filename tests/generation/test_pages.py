@@ -1,5 +1,7 @@
 """The generate, detail, progress, cancel and history pages."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -35,7 +37,8 @@ def test_generate_page_lists_the_catalogue_and_prices_the_defaults(alice_client,
     assert "Loop animation" in html and "Short clip" in html
     assert '<span class="stat">12</span> credits' in html
     assert "you have 12" in html
-    assert 'hx-get="/generations/estimate/"' in html
+    assert 'hx-post="/generations/estimate/"' in html
+    assert html.index('id="prompt"') < html.index('id="model-picker"')
 
 
 def test_generate_button_is_disabled_with_a_reason_when_credits_are_short(alice_client):
@@ -47,8 +50,23 @@ def test_generate_button_is_disabled_with_a_reason_when_credits_are_short(alice_
 
 def test_estimate_partial_uses_the_catalogue_price(alice_client):
     """The live estimate is the same function as the stored cost."""
-    url = reverse("generation:estimate") + "?model=clip-video&duration=5&resolution=720p"
-    assert '<span class="stat">125</span>' in alice_client.get(url).content.decode()
+    url = reverse("generation:estimate")
+    answer = alice_client.post(url, {"model": "clip-video", "duration": "5", "resolution": "720p"})
+    assert '<span class="stat">125</span>' in answer.content.decode()
+    assert alice_client.get(url, {"model": "clip-video"}).status_code == 405
+
+
+def test_changing_model_keeps_the_prompt_and_prices_the_new_model(alice_client, alice, fund):
+    """A preview POST with another model keeps the prompt; old options that do not fit drop."""
+    fund(alice, 500)
+    response = alice_client.post(
+        reverse("generation:create"),
+        {"preview": "1", "model": "clip-video", "prompt": "a red kite", "ratio": "16:9"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert ">a red kite</textarea>" in html
+    assert re.search(r'value="clip-video"[^>]*checked', html)
 
 
 def test_submit_queues_and_redirects_to_the_detail_page(alice_client, alice, fund):

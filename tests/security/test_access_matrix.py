@@ -145,7 +145,9 @@ ROUTES: dict[str, Route] = {
     ),
     "generations/": login_page("/generations/"),
     "generations/new/": login_page("/generations/new/", post=(200, 400)),
-    "generations/estimate/": login_page("/generations/estimate/?model=flux-schnell"),
+    "generations/estimate/": Route(
+        fixed("/generations/estimate/"), anon=302, other=405, owner=405, post=200
+    ),
     "generations/<uuid:generation_id>/": Route(
         lambda w: f"/generations/{w.generation.pk}/", anon=302, other=404, owner=200
     ),
@@ -185,6 +187,19 @@ ROUTES: dict[str, Route] = {
     # Public and POST-only: the answer never says whether the address exists.
     "account/verify/resend/": Route(
         fixed("/account/verify/resend/"), anon=405, other=405, owner=405, post=302
+    ),
+    # The world's generation has not succeeded, so even its owner has no output to open yet.
+    "generations/<uuid:generation_id>/media/<uuid:asset_id>/": Route(
+        lambda w: f"/generations/{w.generation.pk}/media/{w.asset.pk}/",
+        anon=302,
+        other=404,
+        owner=404,
+    ),
+    "generations/<uuid:generation_id>/media/<uuid:asset_id>/download/": Route(
+        lambda w: f"/generations/{w.generation.pk}/media/{w.asset.pk}/download/",
+        anon=302,
+        other=404,
+        owner=404,
     ),
     "media/<uuid:asset_id>/": Route(
         lambda w: f"/media/{w.asset.pk}/", anon=302, other=404, owner=302

@@ -82,9 +82,9 @@ def test_a_prompt_with_a_nul_byte_gets_a_form_error_not_a_500(world, provider_on
     assert not Generation.objects.filter(user=world.bob).exists()
 
 
-def test_estimate_survives_odd_query_strings(world):
-    """The live estimate answers 200 with a reason for any model and parameters."""
-    client, _ = signed_in(world.bob)
+def test_estimate_survives_odd_form_data(world):
+    """The live estimate (a POST) answers 200 with a reason for any model and parameters."""
+    client, token = signed_in(world.bob)
 
     @FUZZ
     @given(
@@ -93,7 +93,8 @@ def test_estimate_survives_odd_query_strings(world):
         )
     )
     def attempt(query):
-        assert client.get("/generations/estimate/", query).status_code == 200
+        data = {**query, "csrfmiddlewaretoken": token}
+        assert client.post("/generations/estimate/", data).status_code == 200
 
     attempt()
 
