@@ -171,3 +171,8 @@ def test_the_generate_page_keeps_the_prompt_prices_by_post_and_shows_the_output_
     assert page.get_by_label("Prompt").input_value() == prompt
     assert page.locator("#model-picker input:checked").get_attribute("value") == "flux-schnell"
     assert not [url for url in urls if "lighthouse" in url], urls
+
+    page.go_back()
+    page.get_by_role("button", name="Delete generation").click()
+    page.wait_for_url("**/generations/")
+    assert Generation.objects.get(user=user).deleted_at is not None

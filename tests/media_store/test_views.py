@@ -98,13 +98,17 @@ def test_only_get_is_allowed(alice_client, alices_image):
 
 
 def test_asset_partial_links_only_to_app_urls(alices_image):
-    """Pages embed /media/<id>/ links, never a signed URL that could outlive the session."""
+    """Pages embed app links (the in-app viewer, /media/<id>/), never a signed URL that could
+    outlive the session."""
     from django.template.loader import render_to_string
 
     html = render_to_string("media_store/partials/asset.html", {"asset": alices_image})
+    viewer = f"/generations/{alices_image.generation_id}/media/{alices_image.id}/"
     assert f'src="{alices_image.thumbnail_url}"' in html
-    assert f'href="{alices_image.url}"' in html
-    assert "X-Amz" not in html and "://" not in html
+    assert f'href="{viewer}"' in html
+    full = render_to_string("media_store/partials/asset.html", {"asset": alices_image, "full": 1})
+    assert f'src="{alices_image.url}"' in full
+    assert "X-Amz" not in html + full and "://" not in html + full
 
 
 def test_pages_allow_the_signed_url_origin_for_images_and_video(client, settings):
