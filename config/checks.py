@@ -45,6 +45,15 @@ def check_production_settings(app_configs=None, **kwargs) -> list[checks.CheckMe
                 id="config.E005",
             )
         )
+    if urlsplit(settings.SITE_URL).scheme != "https":
+        # Emails, Stripe's return URLs and provider callbacks are built from SITE_URL; the
+        # default (http://127.0.0.1:8000) would send customers and providers nowhere.
+        errors.append(
+            checks.Error(
+                "SITE_URL must be the site's public https address (e.g. https://app.example.com).",
+                id="config.E006",
+            )
+        )
     for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PROVIDER_WEBHOOK_SECRET"):
         value = getattr(settings, name, "") or ""
         if any(marker in value for marker in DEV_SECRET_MARKERS):

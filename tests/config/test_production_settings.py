@@ -25,6 +25,7 @@ def production_env(db_urls, **overrides: str) -> dict[str, str]:
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY="p" * 20 + "-a-long-random-production-secret-0123456789-abcdefghij",
         DJANGO_ALLOWED_HOSTS="app.example.com",
+        SITE_URL="https://app.example.com",
         DJANGO_ADMIN_URL="staff-only-7f3a/",
         DATABASE_URL=db_urls.app,
         DATABASE_ROLE_PREFIX=db_urls.prefix,
@@ -165,6 +166,20 @@ def test_local_provider_without_a_secret_is_refused_in_development(db_urls):
 def test_stripe_api_base_must_be_https_unless_loopback(db_urls, base, refused):
     result = manage(production_env(db_urls, STRIPE_API_BASE_URL=base), "check")
     assert ("STRIPE_API_BASE_URL must be https" in result.stderr) is refused
+    assert (result.returncode != 0) is refused
+
+
+@pytest.mark.parametrize(
+    ("site_url", "refused"),
+    [
+        (None, True),
+        ("http://app.example.com", True),
+        ("https://app.example.com", False),
+    ],
+)
+def test_site_url_must_be_the_public_https_address(db_urls, site_url, refused):
+    result = manage(production_env(db_urls, SITE_URL=site_url), "check")
+    assert ("SITE_URL must be the site's public https address" in result.stderr) is refused
     assert (result.returncode != 0) is refused
 
 
