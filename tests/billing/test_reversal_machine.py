@@ -281,6 +281,9 @@ def _credits_kept(account_id) -> int:
         return cursor.fetchone()[0]
 
 
+# A passing run takes well under a minute; a failing one may shrink for Hypothesis's five
+# minutes before it reports the shortest sequence, which the default 300 s timeout would cut.
+@pytest.mark.timeout(900)
 @pytest.mark.django_db(transaction=True)
 def test_reversal_account_matches_a_plain_model(
     post_event, fake_stripe, pack, user_factory, request
