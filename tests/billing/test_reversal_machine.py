@@ -8,7 +8,6 @@ must be clean and no balance negative.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connections
-from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -24,6 +22,7 @@ from billing.models import PaymentReversal
 from billing.reversals import reconcile_reversals
 from ledger import api as ledger
 from tests.billing.conftest import charge_object, dispute_object, make_event
+from tests.stateful import run_seeded
 
 CREDITS = 100
 PAID = 1000
@@ -298,18 +297,6 @@ def test_reversal_account_matches_a_plain_model(
     PaymentMachine.post_event = staticmethod(post_event)
     PaymentMachine.fake_stripe = fake_stripe
     PaymentMachine.make_purchase = staticmethod(make_purchase)
-    chosen = request.config.getoption("hypothesis_seed", None)
-    chosen = int(chosen) if chosen is not None else random.randrange(2**32)
-    print(f"hypothesis seed: {chosen} (replay with --hypothesis-seed={chosen})")
-    seed(chosen)(PaymentMachine)
-    machine = PaymentMachine.TestCase
-    machine.settings = settings(
-        max_examples=EXAMPLES,
-        stateful_step_count=STEPS,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        print_blob=True,
-    )
     started = time.monotonic()
-    machine().runTest()
+    run_seeded(PaymentMachine, request, examples=EXAMPLES, steps=STEPS)
     print(f"{EXAMPLES} examples of up to {STEPS} steps in {time.monotonic() - started:.1f}s")

@@ -1,17 +1,16 @@
 """A Hypothesis state machine drives the ledger against a pure-Python model, step by step."""
 
-import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ledger import api
+from tests.stateful import run_seeded
 
 TTL = timedelta(minutes=10)
 
@@ -225,16 +224,4 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_ledger_matches_a_pure_python_model(db_urls, request):
     """Run 200 random programs of 25 steps; the seed is printed, replay with --hypothesis-seed."""
     LedgerMachine.app_url = db_urls.app
-    chosen = request.config.getoption("hypothesis_seed", None)
-    chosen = int(chosen) if chosen is not None else random.randrange(2**32)
-    print(f"hypothesis seed: {chosen} (replay with --hypothesis-seed={chosen})")
-    seed(chosen)(LedgerMachine)
-    machine = LedgerMachine.TestCase
-    machine.settings = settings(
-        max_examples=200,
-        stateful_step_count=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        print_blob=True,
-    )
-    machine().runTest()
+    run_seeded(LedgerMachine, request, examples=200, steps=25)
