@@ -86,6 +86,9 @@ def test_the_price_follows_every_option_change_before_any_prompt(app, browser, u
     estimate = page.locator("#estimate .stat")
     assert estimate.inner_text() == "45"
 
+    # The second change supersedes the first's price request (hx-sync replace), and htmx logs
+    # the aborted request; the price that lands must reflect both changes.
+    browser.watch.allow_once(r"htmx:(afterRequest|sendAbort)")
     page.get_by_label("Seconds").select_option("5")
     page.get_by_label("Resolution").select_option("720p")
 
